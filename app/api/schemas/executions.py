@@ -1,0 +1,47 @@
+"""Execution request and response models, named exactly as the spec's schemas."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+from app.api.schemas.common import StrictRequest
+
+
+class DevboxCreateExecutionParameters(StrictRequest):
+    command: str
+    shell_name: str | None = None
+    attach_stdin: bool | None = None
+
+
+class DevboxStartExecutionParameters(StrictRequest):
+    command_id: str
+    command: str
+    shell_name: str | None = None
+    optimistic_timeout: float | None = None
+
+
+class DevboxWaitForCommandRequest(StrictRequest):
+    statuses: list[str]
+    timeout_seconds: float | None = None
+
+
+class DevboxExecutionDetailView(BaseModel):
+    devbox_id: str
+    stdout: str
+    stderr: str
+    exit_status: int
+    shell_name: str | None = None
+
+
+class DevboxAsyncExecutionDetailView(BaseModel):
+    devbox_id: str
+    execution_id: str
+    status: Literal["queued", "running", "completed"]
+    shell_name: str | None = None
+    stdout: str | None = None
+    stderr: str | None = None
+    exit_status: int | None = None
+    stdout_truncated: bool | None = None
+    stderr_truncated: bool | None = None

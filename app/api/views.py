@@ -1,0 +1,60 @@
+"""Domain records -> response models. Routers call these; nothing else shapes a response."""
+
+from __future__ import annotations
+
+from app.api.schemas.devboxes import DevboxResourceUsageView, DevboxStateTransition, DevboxView
+from app.api.schemas.executions import DevboxAsyncExecutionDetailView
+from app.domain.devbox import Devbox, Execution
+from app.domain.usage import Usage
+from app.services.executions import LAST_N_DEFAULT, last_lines
+
+
+def devbox_view(devbox: Devbox) -> DevboxView:
+    return DevboxView(
+        id=devbox.id,
+        name=devbox.name,
+        status=devbox.status.value,
+        create_time_ms=devbox.create_time_ms,
+        end_time_ms=devbox.end_time_ms,
+        blueprint_id=devbox.blueprint_id,
+        snapshot_id=devbox.snapshot_id,
+        metadata=devbox.metadata,
+        failure_reason=devbox.failure_reason,  # type: ignore[arg-type]
+        shutdown_reason=devbox.shutdown_reason,  # type: ignore[arg-type]
+        launch_parameters=devbox.launch_parameters,
+        capabilities=[],
+        state_transitions=[
+            DevboxStateTransition(status=t.status.value, transition_time_ms=t.time_ms) for t in devbox.transitions
+        ],
+    )
+
+
+def usage_view(devbox: Devbox, usage: Usage) -> DevboxResourceUsageView:
+    return DevboxResourceUsageView(
+        id=devbox.id,
+        total_active_seconds=usage.total_active_seconds,
+        total_elapsed_seconds=usage.total_elapsed_seconds,
+        vcpu_seconds=usage.vcpu_seconds,
+        memory_gb_seconds=usage.memory_gb_seconds,
+        disk_gb_seconds=usage.disk_gb_seconds,
+        start_time_ms=devbox.create_time_ms,
+        end_time_ms=devbox.end_time_ms,
+        status=devbox.status.value,
+    )
+
+
+def execution_view(execution: Execution, last_n: int = LAST_N_DEFAULT) -> DevboxAsyncExecutionDetailView:
+    stdout, stdout_cut = last_lines(execution.stdout, last_n)
+    stderr, stderr_cut = last_lines(execution.stderr, last_n)
+    done = execution.exit_status is not None
+    return DevboxAsyncExecutionDetailView(
+        devbox_id=execution.devbox_id,
+        execution_id=execution.id,
+        status=execution.status.value,
+        shell_name=execution.shell_name,
+        stdout=stdout,
+        stderr=stderr,
+        exit_status=execution.exit_status,
+        stdout_truncated=stdout_cut if done else None,
+        stderr_truncated=stderr_cut if done else None,
+    )

@@ -1,0 +1,47 @@
+"""Server settings, read once from DEVBOX_* environment variables and passed down from create_app."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set; each field maps to DEVBOX_<NAME>."""
+
+    model_config = SettingsConfigDict(env_prefix="DEVBOX_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Address the API listens on.")
+    port: int = Field(8000, description="Port for the API (HTTP/1.1 and cleartext HTTP/2 on the same port).")
+    data_dir: Path = Field(Path.home() / ".local/share/devboxd", description="Where the SQLite file and keys live.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file in data_dir.")
+    api_keys: str = Field("", description="Comma-separated bearer keys; empty: one is generated and stored.")
+    default_image: str | None = Field(None, description="Devbox image; default: the locally built recipe image.")
+    build_image_on_start: bool = Field(True, description="Build the default image at start if it is missing.")
+    docker_threads: int = Field(32, description="Worker threads for blocking Docker calls.")
+    stop_timeout_seconds: int = Field(3, description="Grace period before SIGKILL when a container is stopped.")
+    pids_limit: int = Field(4096, description="Max processes in one devbox.")
+    instance_id: str | None = Field(None, description="Label value marking this server's containers.")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'devboxd.sqlite3'}"
+
+    @property
+    def resolved_instance_id(self) -> str:
+        """Containers carry this label so two servers on one engine never touch each other's devboxes."""
+        if self.instance_id:
+            return self.instance_id
+        return hashlib.sha256(self.resolved_database_url.encode()).hexdigest()[:12]
+
+    @property
+    def configured_api_keys(self) -> list[str]:
+        return [key.strip() for key in self.api_keys.split(",") if key.strip()]

@@ -1,0 +1,105 @@
+"""What the services need from a container backend. The Docker driver implements it; so does the
+in-memory fake in tests/unit, for pure service-logic tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+LABEL_MANAGED = "dev.devboxd.managed"
+LABEL_INSTANCE = "dev.devboxd.instance"
+LABEL_DEVBOX = "dev.devboxd.devbox-id"
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    name: str
+    image: str
+    command: list[str]
+    labels: dict[str, str]
+    environment: dict[str, str] = field(default_factory=dict)
+    cpus: float = 1.0
+    memory_bytes: int = 2 * 1024**3
+    pids_limit: int = 4096
+    hostname: str = "devbox"
+    working_dir: str = "/"
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    running: bool
+    exit_code: int | None
+    oom_killed: bool
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+
+
+@dataclass(frozen=True)
+class ContainerEvent:
+    """A container of ours stopped (`die`), was removed (`destroy`) or hit its memory limit (`oom`)."""
+
+    action: str
+    container_id: str
+    devbox_id: str
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class HostCapacity:
+    cpus: int
+    memory_bytes: int
+
+
+class SandboxDriver(Protocol):
+    async def ping(self) -> bool: ...
+
+    async def capacity(self) -> HostCapacity: ...
+
+    async def image_exists(self, image: str) -> bool: ...
+
+    async def ensure_default_image(self, progress: Callable[[str], None]) -> str: ...
+
+    async def run_container(self, spec: ContainerSpec) -> str:
+        """Create and start a container; returns its id."""
+        ...
+
+    async def start(self, container_id: str) -> None: ...
+
+    async def stop(self, container_id: str, timeout_seconds: int) -> None:
+        """Stop; a stopped container is success."""
+        ...
+
+    async def remove(self, container_id: str) -> None:
+        """Remove (forcefully); a missing container is success."""
+        ...
+
+    async def inspect(self, container_id: str) -> ContainerState | None:
+        """None when the container does not exist."""
+        ...
+
+    async def exec(
+        self,
+        container_id: str,
+        argv: list[str],
+        user: str,
+        workdir: str | None = None,
+        environment: dict[str, str] | None = None,
+    ) -> ExecResult: ...
+
+    async def logs(self, container_id: str) -> bytes: ...
+
+    async def list_managed(self, instance: str) -> dict[str, str]:
+        """Container id -> devbox id, for every container carrying this instance's label."""
+        ...
+
+    def events(self, instance: str) -> AsyncIterator[ContainerEvent]:
+        """Lifecycle events of this instance's containers, reconnecting while the engine is away."""
+        ...
+
+    def close(self) -> None: ...

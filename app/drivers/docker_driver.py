@@ -1,0 +1,214 @@
+"""The Docker driver: the only module (with docker_image.py) that imports docker.
+
+docker-py blocks, so every call runs on a worker-thread pool sized for concurrency: one slow container
+never stalls the event loop or the other devboxes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from app.domain.errors import BackendError, ContainerGone
+from app.drivers import docker_image
+from app.drivers.base import (
+    LABEL_DEVBOX,
+    LABEL_INSTANCE,
+    ContainerEvent,
+    ContainerSpec,
+    ContainerState,
+    ExecResult,
+    HostCapacity,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class DockerDriver:
+    def __init__(self, threads: int = 32, base_url: str | None = None) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="docker")
+        kwargs: dict[str, Any] = {"max_pool_size": threads, "timeout": 120}
+        self._client = docker.DockerClient(base_url=base_url, **kwargs) if base_url else docker.from_env(**kwargs)
+        self._capacity: HostCapacity | None = None
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+        except docker.errors.NotFound as exc:
+            raise ContainerGone(str(exc.explanation or exc)) from exc
+        except docker.errors.APIError as exc:
+            raise BackendError(str(exc.explanation or exc)) from exc
+        except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
+            raise BackendError(f"Docker engine unavailable: {exc}") from exc
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._run(self._client.ping))
+        except BackendError:
+            return False
+
+    async def capacity(self) -> HostCapacity:
+        if self._capacity is None:
+            info = await self._run(self._client.info)
+            self._capacity = HostCapacity(cpus=int(info["NCPU"]), memory_bytes=int(info["MemTotal"]))
+        return self._capacity
+
+    async def image_exists(self, image: str) -> bool:
+        try:
+            await self._run(self._client.api.inspect_image, image)
+        except ContainerGone:
+            return False
+        return True
+
+    async def ensure_default_image(self, progress: Callable[[str], None]) -> str:
+        return await self._run(docker_image.ensure_default_image, self._client, progress)
+
+    def _run_container_blocking(self, spec: ContainerSpec) -> str:
+        api = self._client.api
+        host_config = api.create_host_config(
+            nano_cpus=int(spec.cpus * 1e9),
+            mem_limit=spec.memory_bytes,
+            memswap_limit=spec.memory_bytes,
+            pids_limit=spec.pids_limit,
+            init=True,  # tini as PID 1 reaps the zombies that agents' commands leave behind
+            privileged=False,
+        )
+        created = api.create_container(
+            image=spec.image,
+            command=spec.command,
+            name=spec.name,
+            labels=spec.labels,
+            environment=spec.environment,
+            hostname=spec.hostname,
+            working_dir=spec.working_dir,
+            host_config=host_config,
+            user="root",
+        )
+        container_id: str = created["Id"]
+        try:
+            api.start(container_id)
+        except Exception:
+            api.remove_container(container_id, force=True)
+            raise
+        return container_id
+
+    async def run_container(self, spec: ContainerSpec) -> str:
+        return await self._run(self._run_container_blocking, spec)
+
+    async def start(self, container_id: str) -> None:
+        await self._run(self._client.api.start, container_id)
+
+    async def stop(self, container_id: str, timeout_seconds: int) -> None:
+        await self._run(self._client.api.stop, container_id, timeout=timeout_seconds)
+
+    async def remove(self, container_id: str) -> None:
+        try:
+            await self._run(self._client.api.remove_container, container_id, force=True, v=True)
+        except ContainerGone:
+            pass
+        except BackendError as exc:
+            if "already in progress" not in str(exc):
+                raise
+
+    async def inspect(self, container_id: str) -> ContainerState | None:
+        try:
+            data = await self._run(self._client.api.inspect_container, container_id)
+        except ContainerGone:
+            return None
+        state = data["State"]
+        return ContainerState(
+            running=bool(state.get("Running")),
+            exit_code=state.get("ExitCode"),
+            oom_killed=bool(state.get("OOMKilled")),
+        )
+
+    def _exec_blocking(
+        self, container_id: str, argv: list[str], user: str, workdir: str | None, environment: dict[str, str] | None
+    ) -> ExecResult:
+        api = self._client.api
+        exec_id = api.exec_create(
+            container_id, argv, user=user, workdir=workdir, environment=environment, stdout=True, stderr=True
+        )["Id"]
+        stdout, stderr = api.exec_start(exec_id, demux=True)
+        exit_code = api.exec_inspect(exec_id).get("ExitCode")
+        return ExecResult(
+            exit_code=-1 if exit_code is None else int(exit_code), stdout=stdout or b"", stderr=stderr or b""
+        )
+
+    async def exec(
+        self,
+        container_id: str,
+        argv: list[str],
+        user: str,
+        workdir: str | None = None,
+        environment: dict[str, str] | None = None,
+    ) -> ExecResult:
+        return await self._run(self._exec_blocking, container_id, argv, user, workdir, environment)
+
+    async def logs(self, container_id: str) -> bytes:
+        return await self._run(self._client.api.logs, container_id, stdout=True, stderr=True)
+
+    async def list_managed(self, instance: str) -> dict[str, str]:
+        containers = await self._run(
+            self._client.api.containers, all=True, filters={"label": f"{LABEL_INSTANCE}={instance}"}
+        )
+        return {c["Id"]: c["Labels"].get(LABEL_DEVBOX, "") for c in containers}
+
+    async def events(self, instance: str) -> AsyncIterator[ContainerEvent]:
+        """Docker's event stream read on its own thread; reconnects with a pause when the engine goes away."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[ContainerEvent] = asyncio.Queue()
+        stop = threading.Event()
+        streams: list[Any] = []
+
+        def pump() -> None:
+            filters = {
+                "type": "container",
+                "event": ["die", "destroy", "oom"],
+                "label": [f"{LABEL_INSTANCE}={instance}"],
+            }
+            while not stop.is_set():
+                try:
+                    stream = self._client.api.events(decode=True, filters=filters)
+                    streams.append(stream)
+                    for raw in stream:
+                        attrs = raw.get("Actor", {}).get("Attributes", {})
+                        code = attrs.get("exitCode")
+                        event = ContainerEvent(
+                            action=raw.get("Action", raw.get("status", "")),
+                            container_id=raw.get("id", ""),
+                            devbox_id=attrs.get(LABEL_DEVBOX, ""),
+                            exit_code=int(code) if code is not None else None,
+                        )
+                        loop.call_soon_threadsafe(queue.put_nowait, event)
+                except Exception as exc:
+                    if not stop.is_set():
+                        log.warning("docker event stream interrupted (%s); reconnecting", exc)
+                stop.wait(1.0)
+
+        thread = threading.Thread(target=pump, name="docker-events", daemon=True)
+        thread.start()
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            stop.set()
+            for stream in streams:
+                try:
+                    stream.close()
+                except Exception:
+                    log.debug("closing the event stream failed", exc_info=True)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._client.close()

@@ -1,0 +1,120 @@
+"""create_app(settings): wires the store, the driver, the services and the background work."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+
+from fastapi import FastAPI
+
+from app.api.deps import Services
+from app.api.errors import install_error_handlers
+from app.api.routers import lifecycle, shell, system
+from app.config import Settings
+from app.drivers.docker_driver import DockerDriver
+from app.drivers.docker_image import default_image_tag
+from app.services.auth import ApiKeys, load_or_create_key
+from app.services.background import BackgroundTasks
+from app.services.devboxes import DevboxService
+from app.services.executions import ExecutionService
+from app.services.health import HealthService
+from app.services.reconciler import Reconciler
+from app.services.status_watch import StatusWatch
+from app.store.database import create_engine_for, migrate
+from app.store.devboxes import DevboxStore
+from app.store.executions import ExecutionStore
+from app.store.logs import LogStore
+
+log = logging.getLogger("devboxd")
+
+
+def _api_keys(settings: Settings) -> ApiKeys:
+    """Configured keys, or the one kept in the data dir: the server never serves unauthenticated."""
+    keys = settings.configured_api_keys
+    if not keys:
+        key, created = load_or_create_key(settings.data_dir)
+        where = settings.data_dir / "api_key"
+        print(f"devboxd: {'generated' if created else 'using'} API key from {where}: {key}", flush=True)
+        keys = [key]
+    return ApiKeys(keys)
+
+
+async def _build_image(driver: DockerDriver, health: HealthService) -> None:
+    health.image_problem = "building (see the server log)"
+    try:
+        await driver.ensure_default_image(lambda msg: log.info("default image: %s", msg))
+        health.image_problem = None
+    except Exception as exc:
+        log.exception("building the default image failed")
+        health.image_problem = f"build failed: {exc}"
+
+
+async def _reconcile_when_possible(reconciler: Reconciler, driver: DockerDriver) -> None:
+    while not await driver.ping():  # noqa: ASYNC110 - polling an external engine, not an in-process event
+        await asyncio.sleep(2)
+    await reconciler.reconcile()
+
+
+def create_app(settings: Settings) -> FastAPI:
+    api_keys = _api_keys(settings)
+    database_url = settings.resolved_database_url
+    image = settings.default_image or default_image_tag()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(migrate, database_url)
+        engine = create_engine_for(database_url)
+        driver = DockerDriver(threads=settings.docker_threads)
+        tasks = BackgroundTasks()
+        watch = StatusWatch()
+        devbox_store, execution_store, log_store = DevboxStore(engine), ExecutionStore(engine), LogStore(engine)
+        instance = settings.resolved_instance_id
+        devboxes = DevboxService(
+            devbox_store,
+            log_store,
+            execution_store,
+            driver,
+            watch,
+            tasks,
+            instance,
+            image,
+            settings.stop_timeout_seconds,
+            settings.pids_limit,
+        )
+        executions = ExecutionService(devboxes, execution_store, log_store, driver, watch, tasks)
+        reconciler = Reconciler(
+            devboxes, devbox_store, execution_store, driver, instance, settings.stop_timeout_seconds
+        )
+        health = HealthService(engine, driver, image)
+        app.state.services = Services(devboxes=devboxes, executions=executions)
+        app.state.health = health
+
+        if await driver.ping():
+            await reconciler.reconcile()
+        else:
+            tasks.spawn(_reconcile_when_possible(reconciler, driver), name="reconcile")
+        follower = asyncio.create_task(reconciler.follow_engine_events(), name="engine-events")
+        if settings.build_image_on_start and not settings.default_image and not await driver.image_exists(image):
+            tasks.spawn(_build_image(driver, health), name="build-image")
+        log.info("devboxd ready on %s:%s (image %s, instance %s)", settings.host, settings.port, image, instance)
+        try:
+            yield
+        finally:
+            follower.cancel()
+            with suppress(asyncio.CancelledError):
+                await follower
+            await tasks.drain(timeout=5)
+            driver.close()
+            await engine.dispose()
+
+    app = FastAPI(title="devboxd", version="0.1.0", lifespan=lifespan, openapi_url="/openapi.json")
+    app.state.api_keys = api_keys
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(system.router)
+    # Routers with fixed paths under /v1/devboxes (e.g. disk_snapshots) must come before the `/{id}` routes.
+    app.include_router(lifecycle.router)
+    app.include_router(shell.router)
+    return app

@@ -1,0 +1,39 @@
+"""Runs the app under Hypercorn: HTTP/1.1 and cleartext HTTP/2 (prior knowledge) on one port, which the
+TypeScript Runloop client needs; uvicorn speaks HTTP/1.1 only."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from hypercorn.asyncio import serve as hypercorn_serve
+from hypercorn.config import Config
+
+from app.config import Settings
+from app.main import create_app
+
+
+def hypercorn_config(settings: Settings) -> Config:
+    config = Config()
+    config.bind = [f"{settings.host}:{settings.port}"]
+    config.accesslog = None
+    config.keep_alive_timeout = 75
+    config.graceful_timeout = 5
+    # Long-polls hold up to 30 s and execute up to 25 s: never cut a request short on our side.
+    config.read_timeout = None
+    return config
+
+
+def serve(settings: Settings) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await hypercorn_serve(app, hypercorn_config(settings), shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+
+    asyncio.run(main())

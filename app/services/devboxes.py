@@ -1,0 +1,519 @@
+"""The devbox lifecycle: create (provision, launch commands, entrypoint), suspend, resume, shutdown, and
+the reactions to containers that stop under us. Every status change goes through `_move`, a
+compare-and-set on the store checked against the transition table."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.domain.devbox import Devbox, LogEntry, Transition
+from app.domain.errors import (
+    BackendError,
+    ContainerGone,
+    InvalidRequest,
+    InvalidState,
+    NotFound,
+    Unsupported,
+    WaitTimeout,
+)
+from app.domain.ids import new_id
+from app.domain.resources import fit_to_host, requested_resources
+from app.domain.statuses import (
+    ALLOWED_TRANSITIONS,
+    TERMINAL,
+    DevboxStatus,
+    FailureReason,
+    LogSource,
+    ShutdownReason,
+    sources_for,
+)
+from app.domain.usage import Usage, compute_usage
+from app.drivers.base import LABEL_DEVBOX, LABEL_INSTANCE, LABEL_MANAGED, ContainerSpec, SandboxDriver
+from app.services.background import BackgroundTasks
+from app.services.status_watch import StatusWatch, check_statuses, hold_seconds
+from app.store.devboxes import DevboxStore
+from app.store.executions import ExecutionStore
+from app.store.logs import LogStore
+
+log = logging.getLogger(__name__)
+S = DevboxStatus
+
+DEFAULT_USER = "user"
+DEFAULT_UID = 1000
+ENTRYPOINT_GATE = "/run/devboxd/launched"
+# With an entrypoint, the container's main process waits until launch commands are done, then becomes
+# the entrypoint: its exit is the container's exit, which shuts the devbox down.
+_ENTRYPOINT_WRAPPER = (
+    f'while [ ! -e {ENTRYPOINT_GATE} ]; do sleep 0.05; done; cd "$3" 2>/dev/null; exec runuser -u "$2" -- bash -lc "$1"'
+)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_USERNAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+WAIT_DEFAULT_SECONDS = 10.0
+WAIT_MAX_SECONDS = 30.0
+MAX_KEEP_ALIVE_SECONDS = 172_800
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def container_name(devbox_id: str) -> str:
+    return f"devbox-{devbox_id}"
+
+
+@dataclass
+class CreateDevbox:
+    """A validated create request, in the service's terms."""
+
+    name: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict)
+    entrypoint: str | None = None
+    launch_parameters: dict[str, Any] = field(default_factory=dict)
+    # Names of other create fields the caller set; each must be supported or the create is refused.
+    other_fields: list[str] = field(default_factory=list)
+
+
+# Features this server does not provide (yet): refusing them beats silently dropping what was asked.
+NOT_SUPPORTED: dict[str, str] = {
+    "secrets": "secrets are not supported by this server yet",
+    "file_mounts": "file_mounts are not supported by this server yet",
+    "mounts": "mounts are not supported by this server yet",
+    "code_mounts": "code_mounts are not supported by this server yet",
+    "snapshot_id": "creating from a snapshot is not supported by this server yet",
+    "tunnel": "tunnels are not supported by this server yet",
+    "blueprint_id": "blueprints are not supported by this server",
+    "blueprint_name": "blueprints are not supported by this server",
+    "repo_connection_id": "repository connections are not supported by this server",
+    "gateways": "agent gateways are not supported by this server",
+    "mcp": "MCP specs are not supported by this server",
+    "launch_parameters.required_services": "containerized services are not supported by this server",
+    "launch_parameters.network_policy_id": "network policies are not supported by this server",
+    "launch_parameters.after_idle": "idle policies (after_idle) are not supported by this server yet",
+    "launch_parameters.lifecycle": "lifecycle policies are not supported by this server yet",
+}
+
+
+class DevboxService:
+    def __init__(
+        self,
+        store: DevboxStore,
+        logs: LogStore,
+        executions: ExecutionStore,
+        driver: SandboxDriver,
+        watch: StatusWatch,
+        tasks: BackgroundTasks,
+        instance: str,
+        default_image: str,
+        stop_timeout_seconds: int,
+        pids_limit: int,
+    ) -> None:
+        self._store = store
+        self._logs = logs
+        self._executions = executions
+        self._driver = driver
+        self._watch = watch
+        self._tasks = tasks
+        self._instance = instance
+        self.default_image = default_image
+        self._stop_timeout = stop_timeout_seconds
+        self._pids_limit = pids_limit
+
+    # ----- reads -------------------------------------------------------------------------------
+
+    async def get(self, owner: str, devbox_id: str) -> Devbox:
+        devbox = await self._store.get(devbox_id, owner)
+        if devbox is None:
+            raise NotFound(f"devbox {devbox_id} not found")
+        return devbox
+
+    async def list(
+        self,
+        owner: str,
+        status: DevboxStatus | None,
+        limit: int,
+        starting_after: str | None,
+        include_total_count: bool,
+    ) -> tuple[list[Devbox], bool, int | None]:
+        if not 1 <= limit <= 5000:
+            raise InvalidRequest(f"limit must be between 1 and 5000, got {limit}")
+        devboxes, has_more = await self._store.list(owner, status, limit, starting_after)
+        total = await self._store.count(owner, status) if include_total_count else None
+        return devboxes, has_more, total
+
+    async def usage(self, owner: str, devbox_id: str) -> tuple[Devbox, Usage]:
+        devbox = await self.get(owner, devbox_id)
+        transitions = [(t.status, t.time_ms) for t in devbox.transitions]
+        usage = compute_usage(
+            transitions, now_ms(), devbox.end_time_ms, devbox.cpus, devbox.memory_bytes / 1024**3, devbox.disk_gb
+        )
+        return devbox, usage
+
+    async def metadata_keys(self, owner: str) -> list[str]:
+        return sorted({key for meta in await self._store.metadata_of(owner) for key in meta})
+
+    async def metadata_values(self, owner: str, key: str) -> list[str]:
+        if not key.strip():
+            raise InvalidRequest("metadata key must not be empty")
+        return sorted({meta[key] for meta in await self._store.metadata_of(owner) if key in meta})
+
+    # ----- create ------------------------------------------------------------------------------
+
+    async def create(self, owner: str, request: CreateDevbox) -> Devbox:
+        params = request.launch_parameters
+        for name in request.other_fields:
+            reason = NOT_SUPPORTED.get(name, "not supported by this server")
+            raise Unsupported(f"{name}: {reason}")
+        for name in request.environment:
+            if not _ENV_NAME.match(name):
+                raise InvalidRequest(f"environment variable name {name!r} is not a valid shell identifier")
+        keep_alive = params.get("keep_alive_time_seconds")
+        if keep_alive is not None and not 0 < keep_alive <= MAX_KEEP_ALIVE_SECONDS:
+            raise InvalidRequest(f"keep_alive_time_seconds must be 1..{MAX_KEEP_ALIVE_SECONDS}, got {keep_alive}")
+        if params.get("architecture") not in (None, "x86_64"):
+            raise InvalidRequest("architecture arm64 is not supported by this server (x86_64 only)")
+        username, uid = self._user_of(params)
+        wanted = requested_resources(
+            params.get("resource_size_request"),
+            params.get("custom_cpu_cores"),
+            params.get("custom_gb_memory"),
+            params.get("custom_disk_size"),
+        )
+        capacity = await self._driver.capacity()
+        placement = fit_to_host(wanted, capacity.cpus, capacity.memory_bytes)
+        created = now_ms()
+        devbox = Devbox(
+            id=new_id("dbx"),
+            owner=owner,
+            status=S.PROVISIONING,
+            create_time_ms=created,
+            name=request.name,
+            metadata=dict(request.metadata),
+            launch_parameters=params,
+            environment=dict(request.environment),
+            entrypoint=request.entrypoint,
+            image=self.default_image,
+            username=username,
+            uid=uid,
+            cpus=placement.cpus,
+            memory_bytes=placement.memory_bytes,
+            disk_gb=wanted.disk_gb,
+            last_activity_ms=created,
+            transitions=[Transition(S.PROVISIONING, created)],
+        )
+        await self._store.insert(devbox)
+        if placement.note:
+            await self._log(devbox.id, LogSource.SETUP_COMMANDS, "warn", placement.note)
+        self._tasks.spawn(self._provision(devbox), name=f"provision-{devbox.id}")
+        return devbox
+
+    @staticmethod
+    def _user_of(params: dict[str, Any]) -> tuple[str, int]:
+        user = params.get("user_parameters")
+        if not user:
+            return DEFAULT_USER, DEFAULT_UID
+        username, uid = user["username"], user["uid"]
+        if not _USERNAME.match(username):
+            raise InvalidRequest(f"user_parameters.username {username!r} is not a valid Linux user name")
+        if not 0 <= uid <= 60000 or (username == "root") != (uid == 0):
+            raise InvalidRequest("user_parameters.uid must be 0..60000, and 0 exactly when username is root")
+        return username, uid
+
+    def _container_spec(self, devbox: Devbox) -> ContainerSpec:
+        if devbox.entrypoint:
+            command = [
+                "/bin/sh",
+                "-c",
+                _ENTRYPOINT_WRAPPER,
+                "devbox-entrypoint",
+                devbox.entrypoint,
+                devbox.username,
+                devbox.home,
+            ]
+        else:
+            command = ["sleep", "infinity"]
+        return ContainerSpec(
+            name=container_name(devbox.id),
+            image=devbox.image,
+            command=command,
+            labels={LABEL_MANAGED: "true", LABEL_INSTANCE: self._instance, LABEL_DEVBOX: devbox.id},
+            environment=devbox.environment,
+            cpus=devbox.cpus,
+            memory_bytes=devbox.memory_bytes,
+            pids_limit=self._pids_limit,
+            hostname=devbox.id.replace("_", "-")[:63],
+            working_dir=devbox.home,
+        )
+
+    def _bootstrap_script(self, devbox: Devbox) -> str | None:
+        """Root-side preparation; None when the image already has all it needs (the fast, common case)."""
+        steps = []
+        custom_user = (devbox.username, devbox.uid) != (DEFAULT_USER, DEFAULT_UID)
+        if (custom_user or devbox.image != self.default_image) and devbox.username != "root":
+            steps.append(
+                f"id -u {devbox.username} >/dev/null 2>&1 || "
+                f"useradd --create-home --uid {devbox.uid} --shell /bin/bash {devbox.username}"
+            )
+        if devbox.entrypoint:
+            steps.append(f"mkdir -p {ENTRYPOINT_GATE.rsplit('/', 1)[0]}")
+        return " && ".join(steps) or None
+
+    async def _provision(self, devbox: Devbox) -> None:
+        name = container_name(devbox.id)
+        try:
+            container_id = await self._driver.run_container(self._container_spec(devbox))
+            await self._store.update_fields(devbox.id, container_id=container_id)
+            if not await self._move(devbox.id, S.INITIALIZING):
+                await self._driver.remove(name)  # shut down while we were creating it
+                return
+            script = self._bootstrap_script(devbox)
+            if script:
+                result = await self._driver.exec(name, ["/bin/sh", "-c", script], user="root")
+                if result.exit_code != 0:
+                    err = (result.stderr or result.stdout).decode(errors="replace").strip()
+                    await self.fail(devbox.id, FailureReason.EXECUTION_FAILED, f"preparing the devbox failed: {err}")
+                    return
+            for command in devbox.launch_parameters.get("launch_commands") or []:
+                if not await self._run_launch_command(devbox, command):
+                    return
+            if devbox.entrypoint:
+                await self._driver.exec(name, ["touch", ENTRYPOINT_GATE], user="root")
+            await self._move(devbox.id, S.RUNNING)
+        except (BackendError, OSError) as exc:
+            current = await self._store.get(devbox.id)
+            if current is not None and current.status not in TERMINAL:
+                await self.fail(devbox.id, FailureReason.EXECUTION_FAILED, f"provisioning failed: {exc}")
+
+    async def _run_launch_command(self, devbox: Devbox, command: str) -> bool:
+        result = await self._driver.exec(
+            container_name(devbox.id), ["bash", "-lc", command], user=devbox.username, workdir=devbox.home
+        )
+        output = (result.stdout + result.stderr).decode(errors="replace")
+        await self._logs.append(
+            LogEntry(
+                devbox_id=devbox.id,
+                timestamp_ms=now_ms(),
+                source=LogSource.SETUP_COMMANDS.value,
+                level="info" if result.exit_code == 0 else "error",
+                message=output,
+                cmd=command,
+                exit_code=result.exit_code,
+            )
+        )
+        if result.exit_code != 0:
+            await self.fail(
+                devbox.id,
+                FailureReason.EXECUTION_FAILED,
+                f"launch command exited with status {result.exit_code}: {command}",
+            )
+            return False
+        return True
+
+    # ----- transitions -------------------------------------------------------------------------
+
+    async def _move(
+        self, devbox_id: str, to: DevboxStatus, from_any: Iterable[DevboxStatus] | None = None, **fields: Any
+    ) -> Devbox | None:
+        """Compare-and-set a status change allowed by the table; None if the devbox was elsewhere."""
+        sources = sources_for(to) if from_any is None else frozenset(from_any)
+        assert all(to in ALLOWED_TRANSITIONS[s] for s in sources), f"illegal transition to {to}"
+        at = now_ms()
+        if to in TERMINAL:
+            fields.setdefault("end_time_ms", at)
+        moved = await self._store.transition(devbox_id, to, sources, at, **fields)
+        if moved is not None:
+            self._watch.notify(devbox_id)
+        return moved
+
+    async def _log(self, devbox_id: str, source: LogSource, level: str, message: str) -> None:
+        await self._logs.append(
+            LogEntry(devbox_id=devbox_id, timestamp_ms=now_ms(), source=source.value, level=level, message=message)
+        )
+
+    async def fail(self, devbox_id: str, reason: FailureReason, message: str) -> Devbox | None:
+        """Enter failure, record why, and remove the container (its logs are already stored)."""
+        moved = await self._move(devbox_id, S.FAILURE, failure_reason=reason.value)
+        if moved is None:
+            return None
+        await self._log(devbox_id, LogSource.SETUP_COMMANDS, "error", message)
+        await self._end_executions(devbox_id, f"devbox failed: {message}")
+        try:
+            await self._driver.remove(container_name(devbox_id))
+        except BackendError as exc:
+            log.warning("could not remove the container of failed devbox %s: %s", devbox_id, exc)
+        return moved
+
+    async def _end_executions(self, devbox_id: str, why: str) -> None:
+        await self._executions.complete_unfinished(devbox_id, 137, why, now_ms())
+        self._watch.notify(f"executions:{devbox_id}")
+
+    # ----- lifecycle operations ----------------------------------------------------------------
+
+    async def update(self, owner: str, devbox_id: str, name: str | None, metadata: dict[str, str]) -> Devbox:
+        await self.get(owner, devbox_id)
+        await self._store.update_fields(devbox_id, name=name, metadata=metadata)
+        return await self.get(owner, devbox_id)
+
+    async def keep_alive(self, owner: str, devbox_id: str) -> None:
+        devbox = await self.get(owner, devbox_id)
+        if devbox.status in TERMINAL:
+            raise InvalidState(f"devbox {devbox_id} is {devbox.status.value}; keep_alive needs a live devbox")
+        await self._store.update_fields(devbox_id, last_activity_ms=now_ms())
+
+    async def touch(self, devbox_id: str) -> None:
+        """Record activity (executions, file operations) for idle policies."""
+        await self._store.update_fields(devbox_id, last_activity_ms=now_ms())
+
+    async def require_running(self, owner: str, devbox_id: str, action: str) -> Devbox:
+        devbox = await self.get(owner, devbox_id)
+        if devbox.status != S.RUNNING:
+            hint = " (resume it first)" if devbox.status == S.SUSPENDED else ""
+            raise InvalidState(f"cannot {action}: devbox {devbox_id} is {devbox.status.value}, not running{hint}")
+        return devbox
+
+    async def suspend(self, owner: str, devbox_id: str) -> Devbox:
+        devbox = await self.get(owner, devbox_id)
+        moved = await self._move(devbox_id, S.SUSPENDING, from_any=[S.RUNNING]) if devbox.status == S.RUNNING else None
+        if moved is None:
+            raise InvalidState(f"devbox {devbox_id} is {devbox.status.value}; only a running devbox can be suspended")
+        self._tasks.spawn(self._suspend(devbox_id), name=f"suspend-{devbox_id}")
+        return moved
+
+    async def _suspend(self, devbox_id: str) -> None:
+        try:
+            await self._driver.stop(container_name(devbox_id), self._stop_timeout)
+        except ContainerGone:
+            await self.fail(devbox_id, FailureReason.EXECUTION_FAILED, "the container vanished during suspend")
+            return
+        except BackendError as exc:
+            await self.fail(devbox_id, FailureReason.EXECUTION_FAILED, f"suspend failed: {exc}")
+            return
+        await self.finish_suspend(devbox_id)
+
+    async def finish_suspend(self, devbox_id: str) -> None:
+        """The container is stopped: the devbox is suspended (unless a shutdown won meanwhile)."""
+        await self._end_executions(devbox_id, "devbox was suspended")
+        await self._move(devbox_id, S.SUSPENDED, from_any=[S.SUSPENDING])
+
+    async def resume(self, owner: str, devbox_id: str) -> Devbox:
+        devbox = await self.get(owner, devbox_id)
+        moved = (
+            await self._move(devbox_id, S.RESUMING, from_any=[S.SUSPENDED]) if devbox.status == S.SUSPENDED else None
+        )
+        if moved is None:
+            raise InvalidState(f"devbox {devbox_id} is {devbox.status.value}; only a suspended devbox can be resumed")
+        self._tasks.spawn(self.finish_resume(devbox_id), name=f"resume-{devbox_id}")
+        return moved
+
+    async def finish_resume(self, devbox_id: str) -> None:
+        """Start the stopped container and mark the devbox running."""
+        try:
+            await self._driver.start(container_name(devbox_id))
+        except ContainerGone:
+            await self.fail(devbox_id, FailureReason.EXECUTION_FAILED, "the container vanished while suspended")
+            return
+        except BackendError as exc:
+            await self.fail(devbox_id, FailureReason.EXECUTION_FAILED, f"resume failed: {exc}")
+            return
+        await self._store.update_fields(devbox_id, last_activity_ms=now_ms())
+        await self._move(devbox_id, S.RUNNING, from_any=[S.RESUMING])
+
+    async def shutdown(
+        self, owner: str, devbox_id: str, reason: ShutdownReason = ShutdownReason.API_SHUTDOWN
+    ) -> Devbox:
+        """Remove the container and end the devbox; shutting down an ended devbox returns it unchanged."""
+        devbox = await self.get(owner, devbox_id)
+        if devbox.status not in TERMINAL:
+            moved = await self._move(devbox_id, S.SHUTDOWN, shutdown_reason=reason.value)
+            if moved is not None:
+                devbox = moved
+                await self._end_executions(devbox_id, "devbox was shut down")
+        await self._driver.remove(container_name(devbox_id))
+        return await self.get(owner, devbox_id)
+
+    async def wait_for_status(
+        self, owner: str, devbox_id: str, statuses: list[str], timeout_seconds: float | None
+    ) -> Devbox:
+        """Hold the request until the devbox is in one of `statuses`, or raise WaitTimeout."""
+        check_statuses(statuses, DevboxStatus, "devbox")
+        timeout = hold_seconds(timeout_seconds, WAIT_DEFAULT_SECONDS, WAIT_MAX_SECONDS)
+        devbox, reached = await self._watch.wait_until(
+            devbox_id, lambda: self.get(owner, devbox_id), lambda d: d.status.value in statuses, timeout
+        )
+        if not reached:
+            raise WaitTimeout(
+                f"devbox {devbox_id} is still {devbox.status.value} after {timeout:g} s; "
+                f"waited for {', '.join(statuses)}"
+            )
+        return devbox
+
+    async def await_settled(self, owner: str, devbox_id: str, timeout_seconds: float) -> Devbox:
+        """Hold until the devbox is running or ended, at most `timeout_seconds`; returns it either way."""
+        devbox, _ = await self._watch.wait_until(
+            devbox_id,
+            lambda: self.get(owner, devbox_id),
+            lambda d: d.status == S.RUNNING or d.status in TERMINAL,
+            timeout_seconds,
+        )
+        return devbox
+
+    # ----- reactions to the container engine ---------------------------------------------------
+
+    async def on_container_stopped(self, devbox_id: str, removed: bool) -> None:
+        """A container of ours died or was removed without us asking: end the devbox truthfully."""
+        devbox = await self._store.get(devbox_id)
+        if devbox is None or devbox.status not in (S.RUNNING, S.INITIALIZING):
+            return  # our own suspend/shutdown, or already handled
+        name = container_name(devbox_id)
+        state = None if removed else await self._driver.inspect(name)
+        if state is not None and state.running:
+            return  # restarted meanwhile
+        if state is not None and state.oom_killed:
+            await self.fail(devbox_id, FailureReason.OUT_OF_MEMORY, "the devbox ran out of memory and was killed")
+        elif devbox.entrypoint and devbox.status == S.RUNNING and state is not None:
+            await self._record_entrypoint_output(devbox_id, state.exit_code)
+            if await self._move(devbox_id, S.SHUTDOWN, shutdown_reason=ShutdownReason.ENTRYPOINT_EXIT.value):
+                await self._end_executions(devbox_id, "the entrypoint exited and the devbox shut down")
+                await self._driver.remove(name)
+        elif removed or state is None:
+            await self.fail(
+                devbox_id, FailureReason.EXECUTION_FAILED, "the devbox's container was removed outside devboxd"
+            )
+        else:
+            await self.fail(
+                devbox_id,
+                FailureReason.EXECUTION_FAILED,
+                f"the devbox's container stopped unexpectedly (exit code {state.exit_code})",
+            )
+
+    async def _record_entrypoint_output(self, devbox_id: str, exit_code: int | None) -> None:
+        try:
+            output = (await self._driver.logs(container_name(devbox_id))).decode(errors="replace")
+        except BackendError:
+            output = ""
+        entries = [
+            LogEntry(
+                devbox_id=devbox_id,
+                timestamp_ms=now_ms(),
+                source=LogSource.ENTRYPOINT.value,
+                level="info",
+                message=line,
+            )
+            for line in output.splitlines()
+        ]
+        entries.append(
+            LogEntry(
+                devbox_id=devbox_id,
+                timestamp_ms=now_ms(),
+                source=LogSource.ENTRYPOINT.value,
+                level="info",
+                message=f"entrypoint exited with status {exit_code}",
+                exit_code=exit_code,
+            )
+        )
+        await self._logs.append(*entries)

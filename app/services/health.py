@@ -1,0 +1,46 @@
+"""Readiness: the database is migrated, the engine answers, and the default image is there."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.drivers.base import SandboxDriver
+from app.store.database import current_revision, head_revision
+
+
+@dataclass
+class HealthReport:
+    database: str
+    docker: str
+    image: str
+
+    @property
+    def ok(self) -> bool:
+        return self.database == "ok" and self.docker == "ok" and self.image == "ready"
+
+
+class HealthService:
+    def __init__(self, engine: AsyncEngine, driver: SandboxDriver, image: str) -> None:
+        self._engine = engine
+        self._driver = driver
+        self._image = image
+        self._head = head_revision()
+        self.image_problem: str | None = None  # set while the image is building or after its build failed
+
+    async def check(self) -> HealthReport:
+        try:
+            async with self._engine.connect() as conn:
+                revision = await conn.run_sync(current_revision)
+            database = "ok" if revision == self._head else f"not migrated (at {revision}, head {self._head})"
+        except Exception as exc:
+            database = f"unavailable: {type(exc).__name__}"
+        docker_ok = await self._driver.ping()
+        if not docker_ok:
+            image = "unknown"
+        elif await self._driver.image_exists(self._image):
+            image = "ready"
+        else:
+            image = self.image_problem or f"missing: {self._image}"
+        return HealthReport(database=database, docker="ok" if docker_ok else "unavailable", image=image)

@@ -1,0 +1,125 @@
+"""Devbox rows and their status transitions. Status changes are compare-and-set, so two tasks racing on
+one devbox (say a shutdown during provisioning) can never both win."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Row, and_, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.domain.devbox import Devbox, Transition
+from app.domain.statuses import TERMINAL, DevboxStatus
+from app.store.tables import devbox_transitions, devboxes
+
+_FIELDS = [c.name for c in devboxes.columns]
+
+
+def _to_devbox(row: Row[Any], transitions: list[Transition]) -> Devbox:
+    values = dict(row._mapping)
+    values["status"] = DevboxStatus(values["status"])
+    return Devbox(**values, transitions=transitions)
+
+
+def _to_values(devbox: Devbox) -> dict[str, Any]:
+    return {name: getattr(devbox, name) for name in _FIELDS}
+
+
+class DevboxStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def insert(self, devbox: Devbox) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(insert(devboxes).values(**_to_values(devbox)))
+            await conn.execute(
+                insert(devbox_transitions),
+                [{"devbox_id": devbox.id, "status": t.status.value, "time_ms": t.time_ms} for t in devbox.transitions],
+            )
+
+    async def _transitions(self, conn: Any, ids: Sequence[str]) -> dict[str, list[Transition]]:
+        result: dict[str, list[Transition]] = {i: [] for i in ids}
+        if not ids:
+            return result
+        rows = await conn.execute(
+            select(devbox_transitions.c.devbox_id, devbox_transitions.c.status, devbox_transitions.c.time_ms)
+            .where(devbox_transitions.c.devbox_id.in_(ids))
+            .order_by(devbox_transitions.c.seq)
+        )
+        for devbox_id, status, time_ms in rows:
+            result[devbox_id].append(Transition(DevboxStatus(status), time_ms))
+        return result
+
+    async def _load(self, conn: Any, rows: Sequence[Row[Any]]) -> list[Devbox]:
+        transitions = await self._transitions(conn, [r.id for r in rows])
+        return [_to_devbox(r, transitions[r.id]) for r in rows]
+
+    async def get(self, devbox_id: str, owner: str | None = None) -> Devbox | None:
+        query = select(devboxes).where(devboxes.c.id == devbox_id)
+        if owner is not None:
+            query = query.where(devboxes.c.owner == owner)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+            return (await self._load(conn, [row]))[0] if row else None
+
+    async def list(
+        self, owner: str, status: DevboxStatus | None, limit: int, starting_after: str | None
+    ) -> tuple[list[Devbox], bool]:
+        """Newest first; ids are time-ordered so `starting_after` means `id < starting_after`."""
+        query = select(devboxes).where(devboxes.c.owner == owner)
+        if status is not None:
+            query = query.where(devboxes.c.status == status.value)
+        if starting_after:
+            query = query.where(devboxes.c.id < starting_after)
+        query = query.order_by(devboxes.c.id.desc()).limit(limit + 1)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+            return await self._load(conn, rows[:limit]), len(rows) > limit
+
+    async def count(self, owner: str, status: DevboxStatus | None) -> int:
+        query = select(func.count()).select_from(devboxes).where(devboxes.c.owner == owner)
+        if status is not None:
+            query = query.where(devboxes.c.status == status.value)
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def list_not_terminal(self) -> list[Devbox]:
+        query = select(devboxes).where(devboxes.c.status.not_in([s.value for s in TERMINAL]))
+        async with self._engine.connect() as conn:
+            return await self._load(conn, (await conn.execute(query)).all())
+
+    async def known_ids(self, ids: Iterable[str]) -> set[str]:
+        ids = list(ids)
+        if not ids:
+            return set()
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(select(devboxes.c.id).where(devboxes.c.id.in_(ids)))
+            return {r[0] for r in rows}
+
+    async def transition(
+        self, devbox_id: str, to: DevboxStatus, from_any: Iterable[DevboxStatus], time_ms: int, **fields: Any
+    ) -> Devbox | None:
+        """Move to `to` only if the current status is in `from_any`; None when another change won."""
+        sources = [s.value for s in from_any]
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(devboxes)
+                .where(and_(devboxes.c.id == devbox_id, devboxes.c.status.in_(sources)))
+                .values(status=to.value, **fields)
+            )
+            if result.rowcount != 1:
+                return None
+            await conn.execute(insert(devbox_transitions).values(devbox_id=devbox_id, status=to.value, time_ms=time_ms))
+            row = (await conn.execute(select(devboxes).where(devboxes.c.id == devbox_id))).one()
+            return (await self._load(conn, [row]))[0]
+
+    async def update_fields(self, devbox_id: str, **fields: Any) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(update(devboxes).where(devboxes.c.id == devbox_id).values(**fields))
+
+    async def metadata_of(self, owner: str) -> list[dict[str, str]]:
+        """Every metadata map of the owner's devboxes (key/value listing is done by the service)."""
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(select(devboxes.c.metadata).where(devboxes.c.owner == owner))
+            return [r[0] or {} for r in rows]

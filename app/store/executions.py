@@ -1,0 +1,68 @@
+"""Execution rows: a command, its status and its output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.domain.devbox import Execution
+from app.domain.statuses import ExecutionStatus
+from app.store.tables import executions
+
+_FIELDS = [c.name for c in executions.columns]
+
+
+class ExecutionStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def insert(self, execution: Execution) -> bool:
+        """False when an execution with the same command_id already exists on the devbox."""
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(insert(executions).values(**{f: getattr(execution, f) for f in _FIELDS}))
+        except IntegrityError:
+            if execution.command_id is None:
+                raise
+            return False
+        return True
+
+    async def get(self, devbox_id: str, execution_id: str, owner: str) -> Execution | None:
+        return await self._one(executions.c.id == execution_id, devbox_id, owner)
+
+    async def by_command_id(self, devbox_id: str, command_id: str, owner: str) -> Execution | None:
+        return await self._one(executions.c.command_id == command_id, devbox_id, owner)
+
+    async def _one(self, condition: ColumnElement[bool], devbox_id: str, owner: str) -> Execution | None:
+        query = select(executions).where(condition, executions.c.devbox_id == devbox_id, executions.c.owner == owner)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        values = dict(row._mapping)
+        values["status"] = ExecutionStatus(values["status"])
+        return Execution(**values)
+
+    async def update(self, execution_id: str, **fields: Any) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(update(executions).where(executions.c.id == execution_id).values(**fields))
+
+    async def complete_unfinished(self, devbox_id: str | None, exit_status: int, stderr: str, now_ms: int) -> int:
+        """End executions that can no longer finish (devbox gone, server restarted); returns how many."""
+        query = update(executions).where(executions.c.status != ExecutionStatus.COMPLETED.value)
+        if devbox_id is not None:
+            query = query.where(executions.c.devbox_id == devbox_id)
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                query.values(
+                    status=ExecutionStatus.COMPLETED.value,
+                    exit_status=exit_status,
+                    stdout="",
+                    stderr=stderr,
+                    end_time_ms=now_ms,
+                )
+            )
+            return int(result.rowcount or 0)
