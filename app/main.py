@@ -96,7 +96,8 @@ def create_app(settings: Settings) -> FastAPI:
         else:
             tasks.spawn(_reconcile_when_possible(reconciler, driver), name="reconcile")
         follower = asyncio.create_task(reconciler.follow_engine_events(), name="engine-events")
-        if settings.build_image_on_start and not settings.default_image and not await driver.image_exists(image):
+        wants_build = settings.build_image_on_start and not settings.default_image
+        if wants_build and await driver.ping() and not await driver.image_exists(image):
             tasks.spawn(_build_image(driver, health), name="build-image")
         log.info("devboxd ready on %s:%s (image %s, instance %s)", settings.host, settings.port, image, instance)
         try:

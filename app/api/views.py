@@ -19,8 +19,8 @@ def devbox_view(devbox: Devbox) -> DevboxView:
         blueprint_id=devbox.blueprint_id,
         snapshot_id=devbox.snapshot_id,
         metadata=devbox.metadata,
-        failure_reason=devbox.failure_reason,  # type: ignore[arg-type]
-        shutdown_reason=devbox.shutdown_reason,  # type: ignore[arg-type]
+        failure_reason=devbox.failure_reason,
+        shutdown_reason=devbox.shutdown_reason,
         launch_parameters=devbox.launch_parameters,
         capabilities=[],
         state_transitions=[

@@ -31,12 +31,15 @@ from app.drivers.base import (
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+API_VERSION = "1.41"
 
 
 class DockerDriver:
     def __init__(self, threads: int = 32, base_url: str | None = None) -> None:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="docker")
-        kwargs: dict[str, Any] = {"max_pool_size": threads, "timeout": 120}
+        # A fixed API version: the client then does not contact the engine when it is built, so the server
+        # starts (and reports 503 on /health) while the engine is away. 1.41 is Docker 20.10's API.
+        kwargs: dict[str, Any] = {"max_pool_size": threads, "timeout": 120, "version": API_VERSION}
         self._client = docker.DockerClient(base_url=base_url, **kwargs) if base_url else docker.from_env(**kwargs)
         self._capacity: HostCapacity | None = None
 

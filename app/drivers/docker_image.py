@@ -19,6 +19,9 @@ import docker
 import docker.errors
 
 RECIPE_DIR = Path(__file__).parent / "image"
+# CA certificates added on the host (e.g. for a TLS-intercepting proxy) are trusted inside devboxes too;
+# otherwise pip, npm and git over https fail in them on such hosts.
+HOST_EXTRA_CA_DIR = Path("/usr/local/share/ca-certificates")
 SUITE = "bookworm"
 DEBOOTSTRAP_ARGS = ("--variant=minbase", "--include=ca-certificates", SUITE)
 BASE_REPOSITORY = "devbox-base"
@@ -40,9 +43,13 @@ def base_image_tag() -> str:
     return f"{BASE_REPOSITORY}:{SUITE}-{_digest(' '.join(DEBOOTSTRAP_ARGS).encode())}"
 
 
+def _host_cas() -> list[Path]:
+    return sorted(HOST_EXTRA_CA_DIR.glob("*.crt")) if HOST_EXTRA_CA_DIR.is_dir() else []
+
+
 def default_image_tag() -> str:
-    """Tag of the default devbox image: changes whenever the base or any recipe file changes."""
-    files = sorted(p for p in RECIPE_DIR.iterdir() if p.is_file())
+    """Tag of the default devbox image: changes whenever the base, a recipe file or a host CA changes."""
+    files = sorted(p for p in RECIPE_DIR.iterdir() if p.is_file()) + _host_cas()
     parts = [base_image_tag().encode()] + [p.name.encode() + b"\0" + p.read_bytes() for p in files]
     return f"{DEFAULT_REPOSITORY}:{_digest(*parts)}"
 
@@ -77,15 +84,22 @@ def _build_base(client: docker.DockerClient, tag: str, progress: Progress) -> No
 
 def _build_default(client: docker.DockerClient, tag: str, base: str, progress: Progress) -> None:
     progress(f"docker build -> {tag}")
-    stream = client.api.build(
-        path=str(RECIPE_DIR), tag=tag, rm=True, forcerm=True, buildargs={"BASE_IMAGE": base}, decode=True
-    )
-    for chunk in stream:
-        if "error" in chunk:
-            raise RuntimeError(f"docker build failed: {chunk['error'].strip()}")
-        line = str(chunk.get("stream", "")).strip()
-        if line.startswith("Step "):
-            progress(line)
+    with tempfile.TemporaryDirectory(prefix="devbox-image-") as context:
+        shutil.copytree(RECIPE_DIR, context, dirs_exist_ok=True)
+        cas = Path(context) / "extra-ca"
+        cas.mkdir()
+        (cas / "README").write_text("CA certificates copied from the build host\n")
+        for cert in _host_cas():
+            shutil.copy(cert, cas / cert.name)
+        stream = client.api.build(
+            path=context, tag=tag, rm=True, forcerm=True, buildargs={"BASE_IMAGE": base}, decode=True
+        )
+        for chunk in stream:
+            if "error" in chunk:
+                raise RuntimeError(f"docker build failed: {chunk['error'].strip()}")
+            line = str(chunk.get("stream", "")).strip()
+            if line.startswith("Step "):
+                progress(line)
     if not _image_exists(client, tag):
         raise RuntimeError(f"docker build finished without producing {tag}")
 

@@ -132,7 +132,7 @@ class DevboxService:
             raise NotFound(f"devbox {devbox_id} not found")
         return devbox
 
-    async def list(
+    async def list_devboxes(
         self,
         owner: str,
         status: DevboxStatus | None,
@@ -142,7 +142,7 @@ class DevboxService:
     ) -> tuple[list[Devbox], bool, int | None]:
         if not 1 <= limit <= 5000:
             raise InvalidRequest(f"limit must be between 1 and 5000, got {limit}")
-        devboxes, has_more = await self._store.list(owner, status, limit, starting_after)
+        devboxes, has_more = await self._store.list_page(owner, status, limit, starting_after)
         total = await self._store.count(owner, status) if include_total_count else None
         return devboxes, has_more, total
 

@@ -63,7 +63,7 @@ class DevboxStore:
             row = (await conn.execute(query)).first()
             return (await self._load(conn, [row]))[0] if row else None
 
-    async def list(
+    async def list_page(
         self, owner: str, status: DevboxStatus | None, limit: int, starting_after: str | None
     ) -> tuple[list[Devbox], bool]:
         """Newest first; ids are time-ordered so `starting_after` means `id < starting_after`."""

@@ -21,7 +21,7 @@ class LogStore:
         async with self._engine.begin() as conn:
             await conn.execute(insert(devbox_logs), [asdict(e) for e in entries])
 
-    async def list(
+    async def list_entries(
         self, devbox_id: str, execution_id: str | None = None, shell_name: str | None = None
     ) -> list[LogEntry]:
         query = select(devbox_logs).where(devbox_logs.c.devbox_id == devbox_id)

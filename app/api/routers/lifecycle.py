@@ -71,7 +71,7 @@ async def list_devboxes(
     starting_after: str | None = None,
     include_total_count: bool = True,
 ) -> DevboxListView:
-    devboxes, has_more, total = await svc.devboxes.list(
+    devboxes, has_more, total = await svc.devboxes.list_devboxes(
         owner, DevboxStatus(status) if status else None, limit, starting_after or None, include_total_count
     )
     return DevboxListView(devboxes=[devbox_view(d) for d in devboxes], has_more=has_more, total_count=total)

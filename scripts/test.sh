@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Set up everything the tests need (venv with dev dependencies, Docker engine, default image, a local
+# PostgreSQL) and run the whole suite: lint, then pytest. Extra arguments go to pytest.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+ensure_venv "[dev]"
+ensure_docker
+ensure_image
+ensure_postgres
+cd "$ROOT"
+"$VENV/bin/ruff" check --quiet app tests bench migrations
+"$VENV/bin/ruff" format --check --quiet app tests bench migrations
+"$VENV/bin/mypy"
+exec "$VENV/bin/pytest" -q "$@"
