@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from app.api.deps import Services
 from app.api.errors import install_error_handlers
-from app.api.routers import lifecycle, shell, system
+from app.api.routers import lifecycle, logs, shell, system
 from app.config import Settings
 from app.drivers.docker_driver import DockerDriver
 from app.drivers.docker_image import default_image_tag
@@ -20,6 +20,7 @@ from app.services.background import BackgroundTasks
 from app.services.devboxes import DevboxService
 from app.services.executions import ExecutionService
 from app.services.health import HealthService
+from app.services.logs import LogService
 from app.services.reconciler import Reconciler
 from app.services.status_watch import StatusWatch
 from app.store.database import create_engine_for, migrate
@@ -88,7 +89,7 @@ def create_app(settings: Settings) -> FastAPI:
             devboxes, devbox_store, execution_store, driver, instance, settings.stop_timeout_seconds
         )
         health = HealthService(engine, driver, image)
-        app.state.services = Services(devboxes=devboxes, executions=executions)
+        app.state.services = Services(devboxes=devboxes, executions=executions, logs=LogService(devboxes, log_store))
         app.state.health = health
 
         if await driver.ping():
@@ -118,4 +119,5 @@ def create_app(settings: Settings) -> FastAPI:
     # Routers with fixed paths under /v1/devboxes (e.g. disk_snapshots) must come before the `/{id}` routes.
     app.include_router(lifecycle.router)
     app.include_router(shell.router)
+    app.include_router(logs.router)
     return app

@@ -11,12 +11,14 @@ from app.domain.errors import Unauthorized
 from app.services.auth import ApiKeys
 from app.services.devboxes import DevboxService
 from app.services.executions import ExecutionService
+from app.services.logs import LogService
 
 
 @dataclass
 class Services:
     devboxes: DevboxService
     executions: ExecutionService
+    logs: LogService
 
 
 def services(request: Request) -> Services:
