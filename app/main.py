@@ -91,6 +91,7 @@ def create_app(settings: Settings) -> FastAPI:
         health = HealthService(engine, driver, image)
         app.state.services = Services(devboxes=devboxes, executions=executions, logs=LogService(devboxes, log_store))
         app.state.health = health
+        app.state.status_watch = watch
 
         if await driver.ping():
             await reconciler.reconcile()

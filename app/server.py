@@ -34,6 +34,13 @@ def serve(settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await hypercorn_serve(app, hypercorn_config(settings), shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+
+        async def stopping() -> None:
+            await stop.wait()
+            watch = getattr(app.state, "status_watch", None)
+            if watch is not None:
+                watch.close()
+
+        await hypercorn_serve(app, hypercorn_config(settings), shutdown_trigger=stopping)  # type: ignore[arg-type]
 
     asyncio.run(main())

@@ -247,7 +247,9 @@ class DevboxService:
             memory_bytes=devbox.memory_bytes,
             pids_limit=self._pids_limit,
             hostname=devbox.id.replace("_", "-")[:63],
-            working_dir=devbox.home,
+            # Not the home: Docker would create it root-owned before useradd could make it the user's.
+            # Every exec names its own working directory anyway.
+            working_dir="/",
         )
 
     def _bootstrap_script(self, devbox: Devbox) -> str | None:
@@ -281,9 +283,10 @@ class DevboxService:
             for command in devbox.launch_parameters.get("launch_commands") or []:
                 if not await self._run_launch_command(devbox, command):
                     return
-            if devbox.entrypoint:
+            # Running first, then open the gate: an entrypoint that exits at once must find the devbox
+            # running, so its exit reads as entrypoint_exit rather than as a failure during set-up.
+            if await self._move(devbox.id, S.RUNNING) and devbox.entrypoint:
                 await self._driver.exec(name, ["touch", ENTRYPOINT_GATE], user="root")
-            await self._move(devbox.id, S.RUNNING)
         except (BackendError, OSError) as exc:
             current = await self._store.get(devbox.id)
             if current is not None and current.status not in TERMINAL:
@@ -467,7 +470,8 @@ class DevboxService:
     async def on_container_stopped(self, devbox_id: str, removed: bool) -> None:
         """A container of ours died or was removed without us asking: end the devbox truthfully."""
         devbox = await self._store.get(devbox_id)
-        if devbox is None or devbox.status not in (S.RUNNING, S.INITIALIZING):
+        watched = (S.RUNNING, S.INITIALIZING, S.SUSPENDED) if removed else (S.RUNNING, S.INITIALIZING)
+        if devbox is None or devbox.status not in watched:
             return  # our own suspend/shutdown, or already handled
         name = container_name(devbox_id)
         state = None if removed else await self._driver.inspect(name)

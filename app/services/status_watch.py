@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from enum import StrEnum
@@ -16,6 +17,15 @@ T = TypeVar("T")
 class StatusWatch:
     def __init__(self) -> None:
         self._waiters: dict[str, set[asyncio.Event]] = {}
+        self.closing = False
+
+    def close(self) -> None:
+        """The server is stopping: every held long-poll answers now (a 408 the clients re-poll on)
+        instead of being cut off when the grace period ends."""
+        self.closing = True
+        for waiters in self._waiters.values():
+            for event in waiters:
+                event.set()
 
     def notify(self, key: str) -> None:
         for event in self._waiters.get(key, ()):
@@ -49,7 +59,7 @@ class StatusWatch:
                 if done(value):
                     return value, True
                 remaining = deadline - loop.time()
-                if remaining <= 0:
+                if remaining <= 0 or self.closing:
                     return value, False
                 with suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), timeout=min(remaining, 1.0))
@@ -67,4 +77,8 @@ def check_statuses(statuses: list[str], valid: type[StrEnum], what: str) -> None
 
 def hold_seconds(requested: float | None, default: float, maximum: float) -> float:
     """How long a long-poll holds: the request's value (floats welcome) clamped to [0, maximum]."""
-    return default if requested is None else min(max(requested, 0.0), maximum)
+    if requested is None:
+        return default
+    if math.isnan(requested):
+        raise InvalidRequest("timeout must be a number of seconds, got NaN")
+    return min(max(requested, 0.0), maximum)
