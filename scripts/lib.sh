@@ -28,9 +28,12 @@ ensure_venv() {
     local want
     want="$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-        say "installing Python dependencies$extras"
-        "$VENV/bin/pip" install -q --disable-pip-version-check --upgrade pip >/dev/null
-        "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT$extras" >/dev/null
+        say "installing Python dependencies$extras (log: $VENV/pip.log)"
+        if ! { "$VENV/bin/pip" install -q --disable-pip-version-check --upgrade pip \
+                && "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT$extras"; } >"$VENV/pip.log" 2>&1; then
+            cat "$VENV/pip.log" >&2
+            return 1
+        fi
         echo "$want" > "$stamp"
     fi
 }

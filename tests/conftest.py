@@ -144,6 +144,25 @@ def http(server: ServerProcess) -> Iterator[httpx.Client]:
         yield client
 
 
+@pytest.fixture(scope="module")
+def shared_http(server: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def module_devbox(shared_http: httpx.Client, request: pytest.FixtureRequest) -> Iterator[str]:
+    """One running devbox shared by a module's tests that only read from it or fail against it."""
+    response = shared_http.post("/v1/devboxes", json={"name": request.module.__name__.rsplit(".", 1)[-1]})
+    assert response.status_code == 200, response.text
+    devbox_id: str = response.json()["id"]
+    try:
+        assert wait_for(shared_http, devbox_id, ["running", "failure", "shutdown"])["status"] == "running"
+        yield devbox_id
+    finally:
+        shared_http.post(f"/v1/devboxes/{devbox_id}/shutdown")
+
+
 @pytest.fixture
 def sdk(server: ServerProcess) -> Runloop:
     return Runloop(base_url=server.base_url, bearer_token=API_KEY, _strict_response_validation=True, max_retries=0)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -379,24 +379,38 @@ class DevboxService:
             raise InvalidState(f"cannot {action}: devbox {devbox_id} is {devbox.status.value}, not running{hint}")
         return devbox
 
-    async def suspend(self, owner: str, devbox_id: str) -> Devbox:
+    async def _begin(self, owner: str, devbox_id: str, source: DevboxStatus, to: DevboxStatus, verb: str) -> Devbox:
+        """Enter the transient status of a suspend or resume, or say why the devbox cannot."""
         devbox = await self.get(owner, devbox_id)
-        moved = await self._move(devbox_id, S.SUSPENDING, from_any=[S.RUNNING]) if devbox.status == S.RUNNING else None
+        moved = await self._move(devbox_id, to, from_any=[source]) if devbox.status == source else None
         if moved is None:
-            raise InvalidState(f"devbox {devbox_id} is {devbox.status.value}; only a running devbox can be suspended")
+            raise InvalidState(
+                f"devbox {devbox_id} is {devbox.status.value}; only a {source.value} devbox can be {verb}"
+            )
+        return moved
+
+    async def _engine_step(self, devbox_id: str, action: str, step: Awaitable[None]) -> bool:
+        """Run one engine operation for a devbox; on failure the devbox fails with a reason a person can read."""
+        try:
+            await step
+        except ContainerGone:
+            await self.fail(devbox_id, FailureReason.EXECUTION_FAILED, f"the container vanished during {action}")
+            return False
+        except BackendError as exc:
+            await self.fail(devbox_id, FailureReason.EXECUTION_FAILED, f"{action} failed: {exc}")
+            return False
+        return True
+
+    async def suspend(self, owner: str, devbox_id: str) -> Devbox:
+        moved = await self._begin(owner, devbox_id, S.RUNNING, S.SUSPENDING, "suspended")
         self._tasks.spawn(self._suspend(devbox_id), name=f"suspend-{devbox_id}")
         return moved
 
     async def _suspend(self, devbox_id: str) -> None:
-        try:
-            await self._driver.stop(container_name(devbox_id), self._stop_timeout)
-        except ContainerGone:
-            await self.fail(devbox_id, FailureReason.EXECUTION_FAILED, "the container vanished during suspend")
-            return
-        except BackendError as exc:
-            await self.fail(devbox_id, FailureReason.EXECUTION_FAILED, f"suspend failed: {exc}")
-            return
-        await self.finish_suspend(devbox_id)
+        if await self._engine_step(
+            devbox_id, "suspend", self._driver.stop(container_name(devbox_id), self._stop_timeout)
+        ):
+            await self.finish_suspend(devbox_id)
 
     async def finish_suspend(self, devbox_id: str) -> None:
         """The container is stopped: the devbox is suspended (unless a shutdown won meanwhile)."""
@@ -404,27 +418,15 @@ class DevboxService:
         await self._move(devbox_id, S.SUSPENDED, from_any=[S.SUSPENDING])
 
     async def resume(self, owner: str, devbox_id: str) -> Devbox:
-        devbox = await self.get(owner, devbox_id)
-        moved = (
-            await self._move(devbox_id, S.RESUMING, from_any=[S.SUSPENDED]) if devbox.status == S.SUSPENDED else None
-        )
-        if moved is None:
-            raise InvalidState(f"devbox {devbox_id} is {devbox.status.value}; only a suspended devbox can be resumed")
+        moved = await self._begin(owner, devbox_id, S.SUSPENDED, S.RESUMING, "resumed")
         self._tasks.spawn(self.finish_resume(devbox_id), name=f"resume-{devbox_id}")
         return moved
 
     async def finish_resume(self, devbox_id: str) -> None:
         """Start the stopped container and mark the devbox running."""
-        try:
-            await self._driver.start(container_name(devbox_id))
-        except ContainerGone:
-            await self.fail(devbox_id, FailureReason.EXECUTION_FAILED, "the container vanished while suspended")
-            return
-        except BackendError as exc:
-            await self.fail(devbox_id, FailureReason.EXECUTION_FAILED, f"resume failed: {exc}")
-            return
-        await self._store.update_fields(devbox_id, last_activity_ms=now_ms())
-        await self._move(devbox_id, S.RUNNING, from_any=[S.RESUMING])
+        if await self._engine_step(devbox_id, "resume", self._driver.start(container_name(devbox_id))):
+            await self._store.update_fields(devbox_id, last_activity_ms=now_ms())
+            await self._move(devbox_id, S.RUNNING, from_any=[S.RESUMING])
 
     async def shutdown(
         self, owner: str, devbox_id: str, reason: ShutdownReason = ShutdownReason.API_SHUTDOWN

@@ -89,14 +89,6 @@ class DevboxStore:
         async with self._engine.connect() as conn:
             return await self._load(conn, (await conn.execute(query)).all())
 
-    async def known_ids(self, ids: Iterable[str]) -> set[str]:
-        ids = list(ids)
-        if not ids:
-            return set()
-        async with self._engine.connect() as conn:
-            rows = await conn.execute(select(devboxes.c.id).where(devboxes.c.id.in_(ids)))
-            return {r[0] for r in rows}
-
     async def transition(
         self, devbox_id: str, to: DevboxStatus, from_any: Iterable[DevboxStatus], time_ms: int, **fields: Any
     ) -> Devbox | None:

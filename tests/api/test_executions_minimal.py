@@ -6,31 +6,17 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import API_KEY, OTHER_API_KEY, ServerProcess, wait_for
+from tests.conftest import API_KEY, OTHER_API_KEY, wait_for
 
 
 @pytest.fixture(scope="module")
-def shared_http(server: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def devbox_id(shared_http: httpx.Client) -> Iterator[str]:
-    response = shared_http.post("/v1/devboxes", json={"name": "executions"})
-    assert response.status_code == 200, response.text
-    dbx: str = response.json()["id"]
-    try:
-        assert wait_for(shared_http, dbx, ["running", "failure", "shutdown"])["status"] == "running"
-        yield dbx
-    finally:
-        shared_http.post(f"/v1/devboxes/{dbx}/shutdown")
+def devbox_id(module_devbox: str) -> str:
+    return module_devbox
 
 
 def sync(http: httpx.Client, devbox_id: str, command: str) -> dict[str, Any]:

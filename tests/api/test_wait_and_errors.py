@@ -4,35 +4,20 @@ malformed bodies and the create fields this server refuses."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import API_KEY, OTHER_API_KEY, ServerProcess, wait_for
+from tests.conftest import API_KEY, OTHER_API_KEY, wait_for
 
 UNKNOWN_DEVBOX = "dbx_0000000000doesnotexist00"
 UNKNOWN_EXECUTION = "exe_0000000000doesnotexist00"
 
 
 @pytest.fixture(scope="module")
-def shared_http(server: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def running(shared_http: httpx.Client) -> Iterator[str]:
-    """One running devbox for the tests that only read or fail against it."""
-    response = shared_http.post("/v1/devboxes", json={"name": "errors-shared"})
-    assert response.status_code == 200, response.text
-    devbox_id: str = response.json()["id"]
-    try:
-        assert wait_for(shared_http, devbox_id, ["running", "failure", "shutdown"])["status"] == "running"
-        yield devbox_id
-    finally:
-        shared_http.post(f"/v1/devboxes/{devbox_id}/shutdown")
+def running(module_devbox: str) -> str:
+    return module_devbox
 
 
 def assert_error_body(response: httpx.Response) -> dict[str, Any]:
@@ -223,7 +208,7 @@ def test_other_tenant_cannot_see_or_touch_devbox(server, shared_http, running):
         assert running not in [d["id"] for d in listed["devboxes"]]
     mine = shared_http.get(f"/v1/devboxes/{running}").json()
     assert mine["status"] == "running"
-    assert mine["name"] == "errors-shared"
+    assert mine["name"] == "test_wait_and_errors"
 
 
 # ----- malformed bodies ------------------------------------------------------------------------
@@ -278,7 +263,9 @@ def test_malformed_route_bodies_are_422(shared_http, running, suffix, body):
         response = shared_http.post(url, json=body)
     assert response.status_code in (400, 422), response.text
     assert "detail" in response.json()
-    assert shared_http.get(f"/v1/devboxes/{running}").json()["name"] == "errors-shared"
+    assert (
+        shared_http.get(f"/v1/devboxes/{running}").json()["name"] == "test_wait_and_errors"
+    )  # unchanged by the bad request
 
 
 # ----- refused create fields -------------------------------------------------------------------
