@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from app.api.deps import Services
 from app.api.errors import install_error_handlers
-from app.api.routers import lifecycle, logs, shell, system
+from app.api.routers import files, lifecycle, logs, shell, system
 from app.config import Settings
 from app.drivers.docker_driver import DockerDriver
 from app.drivers.docker_image import default_image_tag
@@ -19,6 +19,7 @@ from app.services.auth import ApiKeys, load_or_create_key
 from app.services.background import BackgroundTasks
 from app.services.devboxes import DevboxService
 from app.services.executions import ExecutionService
+from app.services.files import FileService
 from app.services.health import HealthService
 from app.services.logs import LogService
 from app.services.reconciler import Reconciler
@@ -89,7 +90,12 @@ def create_app(settings: Settings) -> FastAPI:
             devboxes, devbox_store, execution_store, driver, instance, settings.stop_timeout_seconds
         )
         health = HealthService(engine, driver, image)
-        app.state.services = Services(devboxes=devboxes, executions=executions, logs=LogService(devboxes, log_store))
+        app.state.services = Services(
+            devboxes=devboxes,
+            executions=executions,
+            logs=LogService(devboxes, log_store),
+            files=FileService(devboxes, log_store, driver),
+        )
         app.state.health = health
         app.state.status_watch = watch
 
@@ -121,4 +127,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(lifecycle.router)
     app.include_router(shell.router)
     app.include_router(logs.router)
+    app.include_router(files.router)
     return app

@@ -11,6 +11,7 @@ from app.domain.errors import Unauthorized
 from app.services.auth import ApiKeys
 from app.services.devboxes import DevboxService
 from app.services.executions import ExecutionService
+from app.services.files import FileService
 from app.services.logs import LogService
 
 
@@ -19,6 +20,7 @@ class Services:
     devboxes: DevboxService
     executions: ExecutionService
     logs: LogService
+    files: FileService
 
 
 def services(request: Request) -> Services:

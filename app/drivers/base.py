@@ -56,6 +56,16 @@ class HostCapacity:
     memory_bytes: int
 
 
+class StdinWriter(Protocol):
+    """A command whose stdin we stream into; close() ends stdin and returns its result."""
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def close(self) -> ExecResult: ...
+
+    async def abort(self) -> None: ...
+
+
 class SandboxDriver(Protocol):
     async def ping(self) -> bool: ...
 
@@ -91,6 +101,16 @@ class SandboxDriver(Protocol):
         workdir: str | None = None,
         environment: dict[str, str] | None = None,
     ) -> ExecResult: ...
+
+    async def exec_with_stdin(
+        self, container_id: str, argv: list[str], user: str, workdir: str | None = None
+    ) -> StdinWriter: ...
+
+    def exec_stdout(
+        self, container_id: str, argv: list[str], user: str, workdir: str | None = None
+    ) -> AsyncIterator[bytes]:
+        """Stream a command's stdout; raises BackendError at the end if it exited non-zero."""
+        ...
 
     async def logs(self, container_id: str) -> bytes: ...
 

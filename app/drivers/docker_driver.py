@@ -7,8 +7,11 @@ never stalls the event loop or the other devboxes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -31,6 +34,7 @@ from app.drivers.base import (
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+STREAM_QUEUE_CHUNKS = 16
 API_VERSION = "1.41"
 
 
@@ -158,6 +162,64 @@ class DockerDriver:
     ) -> ExecResult:
         return await self._run(self._exec_blocking, container_id, argv, user, workdir, environment)
 
+    async def exec_with_stdin(
+        self, container_id: str, argv: list[str], user: str, workdir: str | None = None
+    ) -> DockerStdinWriter:
+        def open_exec() -> DockerStdinWriter:
+            api = self._client.api
+            exec_id = api.exec_create(
+                container_id, argv, user=user, workdir=workdir, stdin=True, stdout=True, stderr=True
+            )["Id"]
+            sock = api.exec_start(exec_id, socket=True)
+            return DockerStdinWriter(self, exec_id, sock)
+
+        return await self._run(open_exec)
+
+    async def exec_stdout(
+        self, container_id: str, argv: list[str], user: str, workdir: str | None = None
+    ) -> AsyncIterator[bytes]:
+        """Chunks of stdout through a small bounded queue: a slow client slows the reader, so memory stays flat."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=STREAM_QUEUE_CHUNKS)
+        cancelled = threading.Event()
+        api = self._client.api
+
+        def put(item: bytes | BaseException | None) -> None:
+            if not cancelled.is_set():
+                asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+
+        def pump() -> None:
+            try:
+                exec_id = api.exec_create(container_id, argv, user=user, workdir=workdir, stdout=True, stderr=True)[
+                    "Id"
+                ]
+                stderr = bytearray()
+                for out, err in api.exec_start(exec_id, stream=True, demux=True):
+                    if cancelled.is_set():
+                        return
+                    if err and len(stderr) < 4096:
+                        stderr += err
+                    if out:
+                        put(out)
+                code = api.exec_inspect(exec_id).get("ExitCode")
+                if code not in (0, None):
+                    put(BackendError(f"exited with status {code}: {stderr.decode(errors='replace').strip()}"))
+                put(None)
+            except Exception as exc:  # handed to the consumer, which raises it
+                put(exc)
+
+        task = loop.run_in_executor(self._pool, pump)
+        try:
+            while (item := await queue.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise BackendError(str(item)) from item
+                yield item
+        finally:
+            cancelled.set()
+            while not queue.empty():  # unblock a pump waiting on a full queue
+                queue.get_nowait()
+            await asyncio.wait([task], timeout=5)
+
     async def logs(self, container_id: str) -> bytes:
         return await self._run(self._client.api.logs, container_id, stdout=True, stderr=True)
 
@@ -215,3 +277,46 @@ class DockerDriver:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._client.close()
+
+
+class DockerStdinWriter:
+    """stdin of a docker exec over its hijacked socket. Writes go through the driver's threads."""
+
+    def __init__(self, driver: DockerDriver, exec_id: str, sock: Any) -> None:
+        self._driver = driver
+        self._exec_id = exec_id
+        self._sock = getattr(sock, "_sock", sock)
+
+    async def write(self, data: bytes) -> None:
+        await self._driver._run(self._sock.sendall, data)
+
+    def _finish(self) -> ExecResult:
+        self._sock.shutdown(socket.SHUT_WR)  # EOF on the command's stdin
+        frames: dict[int, bytearray] = {1: bytearray(), 2: bytearray()}
+        buffer = bytearray()
+        while chunk := self._sock.recv(65536):
+            buffer += chunk
+            while len(buffer) >= 8:
+                stream, size = buffer[0], int.from_bytes(buffer[4:8], "big")
+                if len(buffer) < 8 + size:
+                    break
+                if stream in frames and len(frames[stream]) < 1 << 20:
+                    frames[stream] += buffer[8 : 8 + size]
+                del buffer[: 8 + size]
+        self._sock.close()
+        api = self._driver._client.api
+        while (info := api.exec_inspect(self._exec_id)).get("Running"):
+            time.sleep(0.01)
+        code = info.get("ExitCode")
+        return ExecResult(-1 if code is None else int(code), bytes(frames[1]), bytes(frames[2]))
+
+    async def close(self) -> ExecResult:
+        return await self._driver._run(self._finish)
+
+    async def abort(self) -> None:
+        def shut() -> None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+            self._sock.close()
+
+        await self._driver._run(shut)
