@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 from pydantic import Field, field_validator
@@ -24,6 +25,9 @@ class Settings(BaseSettings):
     docker_threads: int = Field(32, description="Worker threads for blocking Docker calls.")
     stop_timeout_seconds: int = Field(3, description="Grace period before SIGKILL when a container is stopped.")
     pids_limit: int = Field(4096, description="Max processes in one devbox.")
+    git_base_url: str = Field("https://github.com", description="Where code mounts clone <owner>/<repo>.git from.")
+    secrets: dict[str, str] = Field(default_factory=dict, description="Secret name -> value, as a JSON object.")
+    secrets_file: Path | None = Field(None, description="A JSON file of secret name -> value (merged over secrets).")
     instance_id: str | None = Field(None, description="Label value marking this server's containers.")
 
     @field_validator("data_dir")
@@ -41,6 +45,16 @@ class Settings(BaseSettings):
         if self.instance_id:
             return self.instance_id
         return hashlib.sha256(self.resolved_database_url.encode()).hexdigest()[:12]
+
+    def load_secrets(self) -> dict[str, str]:
+        """Secrets by name for create's `secrets` parameter; values never leave the server's memory."""
+        loaded = dict(self.secrets)
+        if self.secrets_file is not None:
+            data = json.loads(self.secrets_file.read_text())
+            if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+                raise ValueError(f"{self.secrets_file} must hold a JSON object of string values")
+            loaded.update(data)
+        return loaded
 
     @property
     def configured_api_keys(self) -> list[str]:

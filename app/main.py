@@ -17,12 +17,14 @@ from app.drivers.docker_driver import DockerDriver
 from app.drivers.docker_image import default_image_tag
 from app.services.auth import ApiKeys, load_or_create_key
 from app.services.background import BackgroundTasks
+from app.services.container_files import ContainerFiles
 from app.services.devboxes import DevboxService
 from app.services.executions import ExecutionService
 from app.services.files import FileService
 from app.services.health import HealthService
 from app.services.logs import LogService
 from app.services.reconciler import Reconciler
+from app.services.startup import StartupWriter
 from app.services.status_watch import StatusWatch
 from app.store.database import create_engine_for, migrate
 from app.store.devboxes import DevboxStore
@@ -61,6 +63,7 @@ async def _reconcile_when_possible(reconciler: Reconciler, driver: DockerDriver)
 
 def create_app(settings: Settings) -> FastAPI:
     api_keys = _api_keys(settings)
+    secrets = settings.load_secrets()
     database_url = settings.resolved_database_url
     image = settings.default_image or default_image_tag()
 
@@ -72,7 +75,9 @@ def create_app(settings: Settings) -> FastAPI:
         tasks = BackgroundTasks()
         watch = StatusWatch()
         devbox_store, execution_store, log_store = DevboxStore(engine), ExecutionStore(engine), LogStore(engine)
+        container_files = ContainerFiles(log_store, driver)
         instance = settings.resolved_instance_id
+        startup = StartupWriter(container_files, log_store, driver, settings.git_base_url)
         devboxes = DevboxService(
             devbox_store,
             log_store,
@@ -84,6 +89,8 @@ def create_app(settings: Settings) -> FastAPI:
             image,
             settings.stop_timeout_seconds,
             settings.pids_limit,
+            startup,
+            secrets,
         )
         executions = ExecutionService(devboxes, execution_store, log_store, driver, watch, tasks)
         reconciler = Reconciler(
@@ -94,7 +101,7 @@ def create_app(settings: Settings) -> FastAPI:
             devboxes=devboxes,
             executions=executions,
             logs=LogService(devboxes, log_store),
-            files=FileService(devboxes, log_store, driver),
+            files=FileService(devboxes, container_files),
         )
         app.state.health = health
         app.state.status_watch = watch

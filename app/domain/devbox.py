@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.domain.statuses import DevboxStatus, ExecutionStatus
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def container_name(devbox_id: str) -> str:
+    """Containers are addressed by name, so no operation depends on having stored the engine's id."""
+    return f"devbox-{devbox_id}"
 
 
 @dataclass

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.domain.devbox import Devbox, LogEntry, Transition
+from app.domain.devbox import Devbox, LogEntry, Transition, container_name, now_ms
 from app.domain.errors import (
     BackendError,
     ContainerGone,
+    DomainError,
     InvalidRequest,
     InvalidState,
     NotFound,
@@ -35,6 +35,7 @@ from app.domain.statuses import (
 from app.domain.usage import Usage, compute_usage
 from app.drivers.base import LABEL_DEVBOX, LABEL_INSTANCE, LABEL_MANAGED, ContainerSpec, SandboxDriver
 from app.services.background import BackgroundTasks
+from app.services.startup import StartupContent, StartupWriter, plan_startup
 from app.services.status_watch import StatusWatch, check_statuses, hold_seconds
 from app.store.devboxes import DevboxStore
 from app.store.executions import ExecutionStore
@@ -58,14 +59,6 @@ WAIT_MAX_SECONDS = 30.0
 MAX_KEEP_ALIVE_SECONDS = 172_800
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def container_name(devbox_id: str) -> str:
-    return f"devbox-{devbox_id}"
-
-
 @dataclass
 class CreateDevbox:
     """A validated create request, in the service's terms."""
@@ -75,16 +68,16 @@ class CreateDevbox:
     environment: dict[str, str] = field(default_factory=dict)
     entrypoint: str | None = None
     launch_parameters: dict[str, Any] = field(default_factory=dict)
+    file_mounts: dict[str, str] = field(default_factory=dict)
+    mounts: list[dict[str, Any]] = field(default_factory=list)
+    code_mounts: list[dict[str, Any]] = field(default_factory=list)
+    secrets: dict[str, str] = field(default_factory=dict)
     # Names of other create fields the caller set; each must be supported or the create is refused.
     other_fields: list[str] = field(default_factory=list)
 
 
 # Features this server does not provide (yet): refusing them beats silently dropping what was asked.
 NOT_SUPPORTED: dict[str, str] = {
-    "secrets": "secrets are not supported by this server yet",
-    "file_mounts": "file_mounts are not supported by this server yet",
-    "mounts": "mounts are not supported by this server yet",
-    "code_mounts": "code_mounts are not supported by this server yet",
     "snapshot_id": "creating from a snapshot is not supported by this server yet",
     "tunnel": "tunnels are not supported by this server yet",
     "blueprint_id": "blueprints are not supported by this server",
@@ -112,6 +105,8 @@ class DevboxService:
         default_image: str,
         stop_timeout_seconds: int,
         pids_limit: int,
+        startup: StartupWriter,
+        secrets: dict[str, str],
     ) -> None:
         self._store = store
         self._logs = logs
@@ -123,6 +118,8 @@ class DevboxService:
         self.default_image = default_image
         self._stop_timeout = stop_timeout_seconds
         self._pids_limit = pids_limit
+        self._startup = startup
+        self._secrets = secrets
 
     # ----- reads -------------------------------------------------------------------------------
 
@@ -178,6 +175,14 @@ class DevboxService:
         if params.get("architecture") not in (None, "x86_64"):
             raise InvalidRequest("architecture arm64 is not supported by this server (x86_64 only)")
         username, uid = self._user_of(params)
+        startup = plan_startup(
+            request.file_mounts,
+            request.mounts,
+            request.code_mounts,
+            request.secrets,
+            request.environment,
+            self._secrets,
+        )
         wanted = requested_resources(
             params.get("resource_size_request"),
             params.get("custom_cpu_cores"),
@@ -209,7 +214,7 @@ class DevboxService:
         await self._store.insert(devbox)
         if placement.note:
             await self._log(devbox.id, LogSource.SETUP_COMMANDS, "warn", placement.note)
-        self._tasks.spawn(self._provision(devbox), name=f"provision-{devbox.id}")
+        self._tasks.spawn(self._provision(devbox, startup), name=f"provision-{devbox.id}")
         return devbox
 
     @staticmethod
@@ -224,7 +229,7 @@ class DevboxService:
             raise InvalidRequest("user_parameters.uid must be 0..60000, and 0 exactly when username is root")
         return username, uid
 
-    def _container_spec(self, devbox: Devbox) -> ContainerSpec:
+    def _container_spec(self, devbox: Devbox, secret_env: dict[str, str]) -> ContainerSpec:
         if devbox.entrypoint:
             command = [
                 "/bin/sh",
@@ -242,7 +247,7 @@ class DevboxService:
             image=devbox.image,
             command=command,
             labels={LABEL_MANAGED: "true", LABEL_INSTANCE: self._instance, LABEL_DEVBOX: devbox.id},
-            environment=devbox.environment,
+            environment={**devbox.environment, **secret_env},
             cpus=devbox.cpus,
             memory_bytes=devbox.memory_bytes,
             pids_limit=self._pids_limit,
@@ -265,10 +270,10 @@ class DevboxService:
             steps.append(f"mkdir -p {ENTRYPOINT_GATE.rsplit('/', 1)[0]}")
         return " && ".join(steps) or None
 
-    async def _provision(self, devbox: Devbox) -> None:
+    async def _provision(self, devbox: Devbox, startup: StartupContent) -> None:
         name = container_name(devbox.id)
         try:
-            container_id = await self._driver.run_container(self._container_spec(devbox))
+            container_id = await self._driver.run_container(self._container_spec(devbox, startup.secret_env))
             await self._store.update_fields(devbox.id, container_id=container_id)
             if not await self._move(devbox.id, S.INITIALIZING):
                 await self._driver.remove(name)  # shut down while we were creating it
@@ -280,6 +285,12 @@ class DevboxService:
                     err = (result.stderr or result.stdout).decode(errors="replace").strip()
                     await self.fail(devbox.id, FailureReason.EXECUTION_FAILED, f"preparing the devbox failed: {err}")
                     return
+            await self._startup.write_files(devbox, startup.files)
+            for repo in startup.repos:
+                problem = await self._startup.clone(devbox, repo)
+                if problem:
+                    await self.fail(devbox.id, FailureReason.EXECUTION_FAILED, problem)
+                    return
             for command in devbox.launch_parameters.get("launch_commands") or []:
                 if not await self._run_launch_command(devbox, command):
                     return
@@ -287,7 +298,7 @@ class DevboxService:
             # running, so its exit reads as entrypoint_exit rather than as a failure during set-up.
             if await self._move(devbox.id, S.RUNNING) and devbox.entrypoint:
                 await self._driver.exec(name, ["touch", ENTRYPOINT_GATE], user="root")
-        except (BackendError, OSError) as exc:
+        except (BackendError, DomainError, OSError) as exc:
             current = await self._store.get(devbox.id)
             if current is not None and current.status not in TERMINAL:
                 await self.fail(devbox.id, FailureReason.EXECUTION_FAILED, f"provisioning failed: {exc}")

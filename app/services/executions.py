@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import uuid
 
-from app.domain.devbox import Devbox, Execution, LogEntry
+from app.domain.devbox import Devbox, Execution, LogEntry, container_name, now_ms
 from app.domain.errors import BackendError, Conflict, InvalidRequest, NotFound, Unsupported, WaitTimeout
 from app.domain.ids import new_id
 from app.domain.statuses import ExecutionStatus, LogSource
 from app.drivers.base import ExecResult, SandboxDriver
 from app.services.background import BackgroundTasks
-from app.services.devboxes import DevboxService, container_name, now_ms
+from app.services.devboxes import DevboxService
 from app.services.status_watch import StatusWatch, check_statuses, hold_seconds
 from app.store.executions import ExecutionStore
 from app.store.logs import LogStore

@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from app.domain.devbox import container_name, now_ms
 from app.domain.errors import BackendError
 from app.domain.statuses import DevboxStatus, FailureReason
 from app.drivers.base import SandboxDriver
-from app.services.devboxes import DevboxService, container_name, now_ms
+from app.services.devboxes import DevboxService
 from app.store.devboxes import DevboxStore
 from app.store.executions import ExecutionStore
 

@@ -274,10 +274,9 @@ def test_malformed_route_bodies_are_422(shared_http, running, suffix, body):
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"secrets": {"TOKEN": "my-secret"}}, "secrets"),
-        ({"file_mounts": {"/home/user/a.txt": "hello"}}, "file_mounts"),
-        ({"mounts": [{"type": "object_mount", "object_id": "obj_1", "object_path": "/x"}]}, "mounts"),
-        ({"code_mounts": [{"repo_name": "r", "repo_owner": "o"}]}, "code_mounts"),
+        ({"secrets": {"TOKEN": "no-such-secret"}}, "secrets.TOKEN"),
+        ({"mounts": [{"type": "object_mount", "object_id": "obj_1", "object_path": "/x"}]}, "object_mount"),
+        ({"mounts": [{"type": "broker_mount", "axon_id": "a"}]}, "broker_mount"),
         ({"snapshot_id": "snp_123"}, "snapshot_id"),
         ({"tunnel": {"auth_mode": "open"}}, "tunnel"),
         ({"blueprint_id": "bpt_123"}, "blueprint_id"),

@@ -24,7 +24,17 @@ from app.services.devboxes import CreateDevbox
 
 router = APIRouter(prefix="/v1/devboxes", tags=["Devbox-Lifecycle"])
 
-_HANDLED_FIELDS = {"name", "metadata", "environment_variables", "entrypoint", "launch_parameters"}
+_HANDLED_FIELDS = {
+    "name",
+    "metadata",
+    "environment_variables",
+    "entrypoint",
+    "launch_parameters",
+    "file_mounts",
+    "mounts",
+    "code_mounts",
+    "secrets",
+}
 _LAUNCH_FIELDS_WITHOUT_SUPPORT = ("required_services", "network_policy_id", "after_idle", "lifecycle")
 CREATE_AND_AWAIT_SECONDS = 25.0
 
@@ -45,6 +55,10 @@ def _create_request(body: DevboxCreateParameters | None) -> CreateDevbox:
         environment=body.environment_variables or {},
         entrypoint=body.entrypoint,
         launch_parameters=launch.model_dump(exclude_none=True) if launch else {},
+        file_mounts=body.file_mounts or {},
+        mounts=body.mounts or [],
+        code_mounts=body.code_mounts or [],
+        secrets=body.secrets or {},
         other_fields=other,
     )
 
