@@ -61,7 +61,8 @@ class _Parts:
 
     def _data(self, data: bytes, start: int, end: int) -> None:
         if self._name in ("path", "file"):
-            self.events.append((self._name, bytes(data[start:end])))
+            whole = start == 0 and end == len(data) and isinstance(data, bytes)
+            self.events.append((self._name, data if whole else bytes(data[start:end])))
 
 
 async def stream_upload(content_type: str, body: AsyncIterator[bytes]) -> tuple[str, AsyncIterator[bytes]]:

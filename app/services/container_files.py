@@ -25,6 +25,7 @@ from app.store.logs import LogStore
 
 MAX_PATH_LENGTH = 4096
 MAX_TEXT_READ_BYTES = 64 * 1024**2
+WRITE_BATCH_BYTES = 1024 * 1024
 # Exit codes of the check scripts below, chosen outside the range tools use.
 _MISSING, _DIRECTORY, _UNREADABLE, _NO_PARENT, _UNWRITABLE = 44, 45, 46, 47, 48
 _STAT = 'p="$1"; [ -e "$p" ] || exit 44; [ -d "$p" ] && exit 45; [ -r "$p" ] || exit 46; stat -L -c %s -- "$p"'
@@ -89,9 +90,17 @@ class ContainerFiles:
         )
         size = 0
         try:
+            pending: list[bytes] = []  # one thread hop per ~1 MiB, not per network read
+            pending_size = 0
             async for chunk in chunks:
                 size += len(chunk)
-                await writer.write(chunk)
+                pending.append(chunk)
+                pending_size += len(chunk)
+                if pending_size >= WRITE_BATCH_BYTES:
+                    await writer.write(b"".join(pending))
+                    pending, pending_size = [], 0
+            if pending:
+                await writer.write(b"".join(pending))
         except BaseException:
             await writer.abort()
             with contextlib.suppress(BackendError):  # the container may be gone: nothing left to clean then
