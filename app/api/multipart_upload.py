@@ -58,6 +58,8 @@ class _Parts:
         _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
         name = options.get(b"name")
         self._name = name.decode() if name else None
+        if self._name == "file":
+            self.events.append(("file", b""))  # the part exists even if it carries no bytes
 
     def _data(self, data: bytes, start: int, end: int) -> None:
         if self._name in ("path", "file"):
@@ -127,7 +129,10 @@ async def stream_upload(content_type: str, body: AsyncIterator[bytes]) -> tuple[
                     parser.write(chunk)
                     for block in take_events():
                         yield block
-            parser.finalize()
+            if not ended:
+                # The body stopped before the closing boundary: the file may be cut short. Raising here
+                # makes the writer discard it instead of replacing the existing file.
+                raise InvalidRequest("the upload ended before the multipart closing boundary: file incomplete")
             if not seen_file:
                 raise InvalidRequest("upload_file needs a `file` part")
         finally:

@@ -12,7 +12,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -191,30 +191,33 @@ class DockerDriver:
                 asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
 
         def pump() -> None:
+            raw = None
             try:
-                exec_id = api.exec_create(container_id, argv, user=user, workdir=workdir, stdout=True, stderr=True)[
-                    "Id"
-                ]
+                exec_id = api.exec_create(container_id, argv, user=user, workdir=workdir, stdout=True, stderr=True)
+                raw = _raw_socket(api.exec_start(exec_id["Id"], socket=True))
                 stderr = bytearray()
                 batch = bytearray()
-                for out, err in api.exec_start(exec_id, stream=True, demux=True):
+                for stream, data in read_frames(raw):
                     if cancelled.is_set():
-                        return
-                    if err and len(stderr) < 4096:
-                        stderr += err
-                    if out:
-                        batch += out
+                        return  # closing the socket below ends the command (SIGPIPE on its next write)
+                    if stream == 2 and len(stderr) < 4096:
+                        stderr += data
+                    elif stream == 1:
+                        batch += data
                         if len(batch) >= STREAM_BATCH_BYTES:
                             put(bytes(batch))
                             batch.clear()
                 if batch:
                     put(bytes(batch))
-                code = api.exec_inspect(exec_id).get("ExitCode")
-                if code not in (0, None):
+                code = _exit_code(api, exec_id["Id"])
+                if code != 0:
                     put(BackendError(f"exited with status {code}: {stderr.decode(errors='replace').strip()}"))
                 put(None)
             except Exception as exc:  # handed to the consumer, which raises it
                 put(exc)
+            finally:
+                if raw is not None:
+                    _close_socket(raw)
 
         task = loop.run_in_executor(self._pool, pump)
         try:
@@ -293,38 +296,66 @@ class DockerStdinWriter:
     def __init__(self, driver: DockerDriver, exec_id: str, sock: Any) -> None:
         self._driver = driver
         self._exec_id = exec_id
-        self._sock = getattr(sock, "_sock", sock)
+        self._sock = _raw_socket(sock)
 
     async def write(self, data: bytes) -> None:
         await self._driver._run(self._sock.sendall, data)
 
     def _finish(self) -> ExecResult:
         self._sock.shutdown(socket.SHUT_WR)  # EOF on the command's stdin
-        frames: dict[int, bytearray] = {1: bytearray(), 2: bytearray()}
-        buffer = bytearray()
-        while chunk := self._sock.recv(65536):
-            buffer += chunk
-            while len(buffer) >= 8:
-                stream, size = buffer[0], int.from_bytes(buffer[4:8], "big")
-                if len(buffer) < 8 + size:
-                    break
-                if stream in frames and len(frames[stream]) < 1 << 20:
-                    frames[stream] += buffer[8 : 8 + size]
-                del buffer[: 8 + size]
-        self._sock.close()
-        api = self._driver._client.api
-        while (info := api.exec_inspect(self._exec_id)).get("Running"):
-            time.sleep(0.01)
-        code = info.get("ExitCode")
-        return ExecResult(-1 if code is None else int(code), bytes(frames[1]), bytes(frames[2]))
+        output: dict[int, bytearray] = {1: bytearray(), 2: bytearray()}
+        try:
+            for stream, data in read_frames(self._sock):
+                if stream in output and len(output[stream]) < 1 << 20:
+                    output[stream] += data
+        finally:
+            _close_socket(self._sock)
+        code = _exit_code(self._driver._client.api, self._exec_id)
+        return ExecResult(code, bytes(output[1]), bytes(output[2]))
 
     async def close(self) -> ExecResult:
         return await self._driver._run(self._finish)
 
     async def abort(self) -> None:
-        def shut() -> None:
-            with contextlib.suppress(OSError):
-                self._sock.shutdown(socket.SHUT_RDWR)
-            self._sock.close()
+        await self._driver._run(_close_socket, self._sock)
 
-        await self._driver._run(shut)
+
+def _raw_socket(hijacked: Any) -> socket.socket:
+    """docker-py wraps the hijacked connection in a SocketIO; the socket is what we read and write."""
+    return getattr(hijacked, "_sock", hijacked)  # type: ignore[no-any-return]
+
+
+def _close_socket(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytearray | None:
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    got = 0
+    while got < size:
+        n = sock.recv_into(view[got:])
+        if n == 0:
+            return None
+        got += n
+    return buffer
+
+
+def read_frames(sock: socket.socket) -> Iterator[tuple[int, bytearray]]:
+    """(stream, payload) frames of a non-tty exec's multiplexed output: 1 stdout, 2 stderr."""
+    while (header := _recv_exact(sock, 8)) is not None:
+        size = int.from_bytes(header[4:8], "big")
+        payload = _recv_exact(sock, size) if size else bytearray()
+        if payload is None:
+            return
+        yield header[0], payload
+
+
+def _exit_code(api: Any, exec_id: str) -> int:
+    """The exit status once the engine has recorded it (it can lag the end of the output briefly)."""
+    while (info := api.exec_inspect(exec_id)).get("Running"):
+        time.sleep(0.01)
+    code = info.get("ExitCode")
+    return -1 if code is None else int(code)
