@@ -242,10 +242,9 @@ class RawSpec:
     memory_bytes: int
 
 
-def raw_round(client: docker.DockerClient, spec: RawSpec) -> dict[str, float]:
-    """docker-py create + start (as the server's driver does it), then one exec as exec_run does it."""
+def create_raw_container(client: docker.DockerClient, spec: RawSpec) -> str:
+    """docker-py create (not start) of a `sleep infinity` container as the server's driver makes it."""
     api = client.api
-    t0 = time.perf_counter()
     host_config = api.create_host_config(
         init=True,
         nano_cpus=int(spec.cpus * 1e9),
@@ -261,6 +260,14 @@ def raw_round(client: docker.DockerClient, spec: RawSpec) -> dict[str, float]:
         user="root",
         host_config=host_config,
     )["Id"]
+    return container_id
+
+
+def raw_round(client: docker.DockerClient, spec: RawSpec) -> dict[str, float]:
+    """docker-py create + start (as the server's driver does it), then one exec as exec_run does it."""
+    api = client.api
+    t0 = time.perf_counter()
+    container_id = create_raw_container(client, spec)
     try:
         api.start(container_id)
         t_started = time.perf_counter()

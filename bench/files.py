@@ -1,0 +1,461 @@
+"""File transfer throughput: devboxd's upload_file / download_file against `docker cp`.
+
+For each file size it writes one random file on the host, then, against a devboxd server it starts itself:
+
+* **API upload** — ``POST /v1/devboxes/{id}/upload_file``, a multipart body (``path`` field, then the
+  ``file`` part) streamed from disk by a generator, so neither the client nor (by design) the server ever
+  holds the whole file;
+* **API download** — ``POST /v1/devboxes/{id}/download_file {"path": ...}``, the octet-stream answer
+  streamed to a file on disk;
+
+and, in the same run, the baseline users compare against: ``docker cp`` host -> container and container ->
+host (the docker CLI) on a plain container of the same image and settings. Both downloaded copies are
+checked against the source's sha256 (after the clock stops), which also proves the uploads were intact.
+
+While each API transfer runs, a thread samples the server's VmRSS every ~50 ms; the reported growth is
+the peak minus the RSS just before the transfer: a streaming server should stay flat (target < 100 MB)
+whatever the file size. Throughput is MiB/s, median over ``--repeats``; the ratio API / docker cp is what
+devboxd costs on top of Docker (target >= 0.8).
+
+The API pair and the docker cp pair alternate which goes first each repeat, so drifting machine load does
+not favour one side. Everything the run creates (server, devboxes, raw containers, temp files) is removed
+at the end, also on errors and Ctrl-C. Server start-up and container clean-up come from bench.lifecycle.
+
+    .venv/bin/python -m bench.files [--sizes 256,1024] [--repeats 3] [--json results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import httpx
+
+from app.domain.resources import DEFAULT_SIZE, SIZES, fit_to_host
+from app.drivers.docker_image import ensure_default_image
+from bench.lifecycle import (
+    API_KEY,
+    HOME,
+    RawSpec,
+    bench_server,
+    create_raw_container,
+    ensure_running,
+    ok_json,
+    raise_interrupt,
+    wait_running,
+)
+
+MiB = 1024**2
+WRITE_BLOCK = 8 * MiB  # random source file is written in blocks of this size
+IO_CHUNK = 1 * MiB  # client read/write chunk for uploads, downloads and hashing
+RSS_INTERVAL = 0.05
+REMOTE_NAME = "devboxd-bench.bin"  # relative: lands in the devbox user's home
+RAW_PATH = f"{HOME}/{REMOTE_NAME}"  # the same place in the raw container
+HTTP_TIMEOUT = httpx.Timeout(600, connect=10)
+RSS_TARGET_MB = 100
+RATIO_TARGET = 0.8
+
+# (row label, API metric, docker cp metric)
+DIRECTIONS: list[tuple[str, str, str]] = [
+    ("upload (host -> box)", "api_upload", "cp_in"),
+    ("download (box -> host)", "api_download", "cp_out"),
+]
+
+
+# ----- host files --------------------------------------------------------------------------------------
+
+
+def write_random_file(path: Path, size: int) -> str:
+    """Write `size` random bytes to `path` in WRITE_BLOCK blocks; return their sha256."""
+    digest = hashlib.sha256()
+    with path.open("wb") as out:
+        left = size
+        while left > 0:
+            block = os.urandom(min(WRITE_BLOCK, left))
+            digest.update(block)
+            out.write(block)
+            left -= len(block)
+    return digest.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as src:
+        while chunk := src.read(WRITE_BLOCK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_copy(path: Path, expected: str, what: str) -> None:
+    """Compare `path` with the source's sha256, then delete it (they are as big as the source)."""
+    try:
+        actual = sha256_file(path)
+    finally:
+        path.unlink(missing_ok=True)
+    if actual != expected:
+        raise RuntimeError(f"{what}: sha256 {actual} != source {expected}")
+
+
+# ----- server memory -----------------------------------------------------------------------------------
+
+
+def read_rss(pid: int) -> int:
+    """VmRSS of `pid` in bytes, from /proc/<pid>/status."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+@dataclass
+class RssPeak:
+    """Samples a process's RSS in a thread while in use; `growth` is the peak minus the RSS at the start."""
+
+    pid: int
+    interval: float = RSS_INTERVAL
+    before: int = 0
+    peak: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.before
+
+    def _sample(self) -> None:
+        with suppress(OSError):  # the server is gone: the transfer fails and reports it
+            self.peak = max(self.peak, read_rss(self.pid))
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    @contextmanager
+    def watching(self) -> Iterator[RssPeak]:
+        self.before = self.peak = read_rss(self.pid)
+        self._stop.clear()
+        thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            thread.join()
+            self._sample()
+
+
+# ----- the API side ------------------------------------------------------------------------------------
+
+
+def multipart_body(remote_path: str, source: Path, boundary: str) -> tuple[int, Iterator[bytes]]:
+    """upload_file's multipart body as a generator over the file (path field first), and its exact length."""
+    preamble = (
+        f"--{boundary}\r\n"
+        'Content-Disposition: form-data; name="path"\r\n\r\n'
+        f"{remote_path}\r\n"
+        f"--{boundary}\r\n"
+        f'Content-Disposition: form-data; name="file"; filename="{source.name}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    closing = f"\r\n--{boundary}--\r\n".encode()
+
+    def chunks() -> Iterator[bytes]:
+        yield preamble
+        with source.open("rb") as src:
+            while chunk := src.read(IO_CHUNK):
+                yield chunk
+        yield closing
+
+    return len(preamble) + source.stat().st_size + len(closing), chunks()
+
+
+def api_upload(http: httpx.Client, devbox_id: str, source: Path) -> float:
+    """Seconds from sending the upload to its answer (the server answers once the file is in place)."""
+    boundary = uuid.uuid4().hex
+    length, body = multipart_body(REMOTE_NAME, source, boundary)
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}", "Content-Length": str(length)}
+    t0 = time.perf_counter()
+    ok_json(http.post(f"/v1/devboxes/{devbox_id}/upload_file", content=body, headers=headers))
+    return time.perf_counter() - t0
+
+
+def api_download(http: httpx.Client, devbox_id: str, target: Path) -> float:
+    """Seconds from sending the download request to the last byte written to `target`."""
+    t0 = time.perf_counter()
+    with (
+        http.stream("POST", f"/v1/devboxes/{devbox_id}/download_file", json={"path": REMOTE_NAME}) as response,
+        target.open("wb") as out,
+    ):
+        if response.status_code != 200:
+            response.read()
+            ok_json(response)  # raises with the error body
+        for chunk in response.iter_raw(IO_CHUNK):
+            out.write(chunk)
+    return time.perf_counter() - t0
+
+
+def create_devbox(http: httpx.Client) -> str:
+    devbox = ok_json(http.post("/v1/devboxes/create_and_await_running", json={}))
+    if devbox["status"] in ("provisioning", "initializing"):
+        wait_running(http, devbox["id"])
+    else:
+        ensure_running(devbox)
+    return str(devbox["id"])
+
+
+@contextmanager
+def devbox(http: httpx.Client) -> Iterator[str]:
+    """A running devbox, shut down afterwards (bench_server's label clean-up catches any that is not)."""
+    devbox_id = create_devbox(http)
+    try:
+        yield devbox_id
+    finally:
+        try:
+            ok_json(http.post(f"/v1/devboxes/{devbox_id}/shutdown"))
+        except (httpx.HTTPError, RuntimeError) as exc:
+            print(f"shutdown of {devbox_id} failed ({exc}); left to the label clean-up", file=sys.stderr)
+
+
+# ----- the docker cp side ------------------------------------------------------------------------------
+
+
+@contextmanager
+def raw_container(client: docker.DockerClient, spec: RawSpec) -> Iterator[str]:
+    """A started container as the server would make it, labelled for clean-up, removed afterwards."""
+    container_id = create_raw_container(client, spec)
+    try:
+        client.api.start(container_id)
+        yield container_id
+    finally:
+        with suppress(docker.errors.NotFound):
+            client.api.remove_container(container_id, force=True, v=True)
+
+
+def docker_cp(src: str, dst: str) -> float:
+    """Seconds the docker CLI takes for `docker cp src dst`."""
+    t0 = time.perf_counter()
+    done = subprocess.run(["docker", "cp", src, dst], capture_output=True, text=True)
+    elapsed = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise RuntimeError(f"docker cp {src} {dst} exited {done.returncode}: {done.stderr.strip()}")
+    return elapsed
+
+
+# ----- one size ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class SizeRun:
+    """What one size needs: the source file, its hash, where copies go, and the two containers."""
+
+    size: int
+    source: Path
+    sha256: str
+    workdir: Path
+    http: httpx.Client
+    server_pid: int
+    devbox_id: str
+    container_id: str
+    samples: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, metric: str, value: float) -> None:
+        self.samples.setdefault(metric, []).append(value)
+
+    def api_pair(self) -> None:
+        rss = RssPeak(self.server_pid)
+        with rss.watching():
+            seconds = api_upload(self.http, self.devbox_id, self.source)
+        self.add("api_upload", seconds)
+        self.add("api_upload_rss_growth", rss.growth)
+        copy = self.workdir / "api-download.bin"
+        with rss.watching():
+            seconds = api_download(self.http, self.devbox_id, copy)
+        self.add("api_download", seconds)
+        self.add("api_download_rss_growth", rss.growth)
+        verify_copy(copy, self.sha256, "API upload + download")
+
+    def cp_pair(self) -> None:
+        self.add("cp_in", docker_cp(str(self.source), f"{self.container_id}:{RAW_PATH}"))
+        copy = self.workdir / "cp-out.bin"
+        self.add("cp_out", docker_cp(f"{self.container_id}:{RAW_PATH}", str(copy)))
+        verify_copy(copy, self.sha256, "docker cp in + out")
+
+
+def run_size(
+    http: httpx.Client,
+    client: docker.DockerClient,
+    spec: RawSpec,
+    server_pid: int,
+    size_mib: int,
+    repeats: int,
+    workdir: Path,
+) -> dict[str, list[float]]:
+    """Write the source, make one devbox and one raw container, alternate the API and docker cp pairs."""
+    size = size_mib * MiB
+    source = workdir / f"source-{size_mib}MiB.bin"
+    print(f"[{size_mib} MiB] writing random source file", file=sys.stderr, flush=True)
+    sha = write_random_file(source, size)
+    try:
+        with devbox(http) as devbox_id, raw_container(client, spec) as container_id:
+            run = SizeRun(size, source, sha, workdir, http, server_pid, devbox_id, container_id)
+            pairs: list[Callable[[], None]] = [run.api_pair, run.cp_pair]
+            for i in range(repeats):
+                started = time.perf_counter()
+                for pair in pairs if i % 2 == 0 else pairs[::-1]:
+                    pair()
+                print(
+                    f"[{size_mib} MiB] repeat {i + 1}/{repeats}: {time.perf_counter() - started:.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            return run.samples
+    finally:
+        source.unlink(missing_ok=True)
+
+
+# ----- report ------------------------------------------------------------------------------------------
+
+
+def summarize(size_mib: int, samples: dict[str, list[float]]) -> dict[str, Any]:
+    """Median MiB/s per metric, API/docker-cp ratios, and the worst RSS growth per API direction."""
+    mib_s = {
+        metric: statistics.median(size_mib / s for s in samples[metric])
+        for metric in ("api_upload", "api_download", "cp_in", "cp_out")
+    }
+    return {
+        "size_mib": size_mib,
+        "median_mib_s": mib_s,
+        "ratio": {api: mib_s[api] / mib_s[cp] for _, api, cp in DIRECTIONS},
+        "max_rss_growth_mb": {api: max(samples[f"{api}_rss_growth"]) / 1e6 for _, api, _ in DIRECTIONS},
+    }
+
+
+def table(summaries: list[dict[str, Any]], repeats: int) -> str:
+    head = (
+        f"{'size':>8} {'direction':<24} | {'API MiB/s':>9} | {'cp MiB/s':>9} | {'API/cp':>6} {'':<4} | "
+        f"{'server RSS growth':>17}"
+    )
+    lines = [head, "-" * len(head)]
+    for summary in summaries:
+        for label, api, cp in DIRECTIONS:
+            ratio = summary["ratio"][api]
+            growth = summary["max_rss_growth_mb"][api]
+            lines.append(
+                f"{summary['size_mib']:>4} MiB {label:<24} | {summary['median_mib_s'][api]:>9.1f} | "
+                f"{summary['median_mib_s'][cp]:>9.1f} | {ratio:>6.2f} {'ok' if ratio >= RATIO_TARGET else 'LOW':<4} | "
+                f"{growth:>11.1f} MB {'ok' if growth < RSS_TARGET_MB else 'HIGH'}"
+            )
+    lines.append(
+        f"MiB/s: median of {repeats}; API/cp target >= {RATIO_TARGET}; RSS growth: worst of {repeats} "
+        f"(peak VmRSS during the transfer minus VmRSS just before; target < {RSS_TARGET_MB} MB; MB = 10^6 bytes)."
+    )
+    return "\n".join(lines)
+
+
+# ----- the run -----------------------------------------------------------------------------------------
+
+
+def parse_sizes(text: str) -> list[int]:
+    sizes = [int(part) for part in text.split(",") if part.strip()]
+    if not sizes or any(size < 1 for size in sizes):
+        raise argparse.ArgumentTypeError("sizes are positive integers (MiB), comma-separated")
+    return sizes
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.files", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=parse_sizes, default=[256, 1024], help="file sizes in MiB (default 256,1024)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed transfers per size and kind (default 3)")
+    parser.add_argument("--json", type=Path, help="also write config, summary and samples as JSON to this path")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    return args
+
+
+def raw_spec(client: docker.DockerClient, instance: str) -> RawSpec:
+    """The default devbox's image and limits (capped to the host as the server does)."""
+    image = ensure_default_image(client)
+    info = client.info()
+    placement = fit_to_host(SIZES[DEFAULT_SIZE], int(info["NCPU"]), int(info["MemTotal"]))
+    return RawSpec(image, instance, placement.cpus, placement.memory_bytes)
+
+
+def run(client: docker.DockerClient, args: argparse.Namespace, spec: RawSpec) -> dict[int, dict[str, list[float]]]:
+    """Server, temp dir and every size; clean-up on the way out (errors and Ctrl-C included)."""
+    results: dict[int, dict[str, list[float]]] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="devboxd-bench-files-") as tmp,
+        bench_server(client, spec.instance) as server,
+        httpx.Client(
+            base_url=server.base_url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=HTTP_TIMEOUT
+        ) as http,
+    ):
+        assert server.process is not None
+        for size_mib in args.sizes:
+            results[size_mib] = run_size(http, client, spec, server.process.pid, size_mib, args.repeats, Path(tmp))
+    return results
+
+
+def write_json(
+    path: Path, args: argparse.Namespace, spec: RawSpec, summaries: list[dict[str, Any]], results: Any
+) -> None:
+    config = {
+        "sizes_mib": args.sizes,
+        "repeats": args.repeats,
+        "image": spec.image,
+        "cpus": spec.cpus,
+        "memory_bytes": spec.memory_bytes,
+        "host_cpus": os.cpu_count(),
+        "host": platform.node(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    samples = {str(size): metrics for size, metrics in results.items()}
+    path.write_text(json.dumps({"config": config, "summary": summaries, "samples": samples}, indent=2) + "\n")
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, raise_interrupt)
+    client = docker.from_env()
+    instance = f"bench-{uuid.uuid4().hex[:10]}"
+    try:
+        spec = raw_spec(client, instance)
+        print(
+            f"devboxd file bench: sizes {args.sizes} MiB x {args.repeats}, image {spec.image}, instance {instance}",
+            file=sys.stderr,
+        )
+        results = run(client, args, spec)
+    except KeyboardInterrupt:
+        print("interrupted; cleaned up", file=sys.stderr)
+        return 130
+    finally:
+        client.close()
+    summaries = [summarize(size, samples) for size, samples in results.items()]
+    print(table(summaries, args.repeats))
+    if args.json:
+        write_json(args.json, args, spec, summaries, results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
