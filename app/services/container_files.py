@@ -110,7 +110,7 @@ class ContainerFiles:
         err = result.stderr.decode(errors="replace").strip()
         if result.exit_code == _DIRECTORY:
             raise InvalidRequest(f"{target} is a directory")
-        if result.exit_code in (_NO_PARENT, _UNWRITABLE) or result.exit_code != 0:
+        if result.exit_code != 0:  # _NO_PARENT, _UNWRITABLE or anything else
             await self._sh(devbox, _DISCARD, target, temp)
             raise InvalidRequest(
                 f"cannot write {target} as {devbox.username}: {err or 'exit ' + str(result.exit_code)}"
@@ -121,6 +121,12 @@ class ContainerFiles:
             raise InvalidRequest(f"cannot write {target} as {devbox.username}: {err.strip()}")
         await self.log(devbox.id, f"wrote {target} ({size} bytes)")
         return size
+
+    async def write_bytes(self, devbox: Devbox, path: str, data: bytes) -> int:
+        async def one_chunk() -> AsyncIterator[bytes]:
+            yield data
+
+        return await self.write_stream(devbox, path, one_chunk())
 
     async def size_of(self, devbox: Devbox, target: str) -> int:
         code, out, err = await self._sh(devbox, _STAT, target)

@@ -24,10 +24,9 @@ class FileService:
         return devbox, await self._files.write_stream(devbox, path, chunks)
 
     async def write_text(self, owner: str, devbox_id: str, path: str, contents: str) -> Devbox:
-        async def one_chunk() -> AsyncIterator[bytes]:
-            yield contents.encode()
-
-        devbox, _ = await self.write(owner, devbox_id, path, one_chunk())
+        devbox = await self._devboxes.require_running(owner, devbox_id, "write a file")
+        await self._devboxes.touch(devbox_id)
+        await self._files.write_bytes(devbox, path, contents.encode())
         return devbox
 
     async def download(self, owner: str, devbox_id: str, path: str) -> Download:
@@ -41,8 +40,7 @@ class FileService:
 
     async def read_text(self, owner: str, devbox_id: str, path: str) -> str:
         download = await self.download(owner, devbox_id, path)
-        if download.size > MAX_TEXT_READ_BYTES:
-            await download.chunks.aclose()  # type: ignore[attr-defined]
+        if download.size > MAX_TEXT_READ_BYTES:  # the reader only starts when iterated: nothing to close
             raise InvalidRequest(
                 f"{download.path} is {download.size} bytes; read_file_contents returns at most "
                 f"{MAX_TEXT_READ_BYTES} bytes: use download_file"

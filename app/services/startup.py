@@ -107,11 +107,7 @@ class StartupWriter:
 
     async def write_files(self, devbox: Devbox, files: list[tuple[str, str]]) -> None:
         for path, content in files:
-
-            async def one_chunk(text: str = content) -> Any:
-                yield text.encode()
-
-            await self._files.write_stream(devbox, path, one_chunk())
+            await self._files.write_bytes(devbox, path, content.encode())
 
     async def clone(self, devbox: Devbox, repo: CodeMount) -> str | None:
         """Clone (and install) one repository; the failure message, or None on success."""
