@@ -15,10 +15,12 @@ from app.api.routers import files, lifecycle, logs, shell, system
 from app.config import Settings
 from app.drivers.docker_driver import DockerDriver
 from app.drivers.docker_image import default_image_tag
+from app.services.agent_channel import AgentChannels
 from app.services.auth import ApiKeys, load_or_create_key
 from app.services.background import BackgroundTasks
 from app.services.container_files import ContainerFiles
 from app.services.devboxes import DevboxService
+from app.services.execution_output import OutputSpool
 from app.services.executions import ExecutionService
 from app.services.files import FileService
 from app.services.health import HealthService
@@ -74,7 +76,8 @@ def create_app(settings: Settings) -> FastAPI:
         driver = DockerDriver(threads=settings.docker_threads)
         tasks = BackgroundTasks()
         watch = StatusWatch()
-        devbox_store, execution_store, log_store = DevboxStore(engine), ExecutionStore(engine), LogStore(engine)
+        devbox_store, execution_store = DevboxStore(engine), ExecutionStore(engine)
+        log_store = LogStore(engine, on_append=lambda devbox_id: watch.notify(f"logs:{devbox_id}"))
         container_files = ContainerFiles(log_store, driver)
         instance = settings.resolved_instance_id
         startup = StartupWriter(container_files, log_store, driver, settings.git_base_url)
@@ -92,7 +95,9 @@ def create_app(settings: Settings) -> FastAPI:
             startup,
             secrets,
         )
-        executions = ExecutionService(devboxes, execution_store, log_store, driver, watch, tasks)
+        channels = AgentChannels(driver)
+        spool = OutputSpool(settings.data_dir / "executions")
+        executions = ExecutionService(devboxes, execution_store, log_store, channels, spool, watch, tasks)
         reconciler = Reconciler(
             devboxes, devbox_store, execution_store, driver, instance, settings.stop_timeout_seconds
         )
@@ -100,7 +105,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.services = Services(
             devboxes=devboxes,
             executions=executions,
-            logs=LogService(devboxes, log_store),
+            logs=LogService(devboxes, log_store, watch),
             files=FileService(devboxes, container_files),
         )
         app.state.health = health
@@ -121,6 +126,7 @@ def create_app(settings: Settings) -> FastAPI:
             follower.cancel()
             with suppress(asyncio.CancelledError):
                 await follower
+            channels.close_all()
             await tasks.drain(timeout=5)
             driver.close()
             await engine.dispose()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from app.api.schemas.devboxes import DevboxResourceUsageView, DevboxStateTransition, DevboxView
-from app.api.schemas.executions import DevboxAsyncExecutionDetailView
-from app.domain.devbox import Devbox, Execution
+from app.api.schemas.executions import DevboxAsyncExecutionDetailView, DevboxExecutionDetailView
+from app.domain.devbox import Devbox
 from app.domain.usage import Usage
-from app.services.executions import LAST_N_DEFAULT, last_lines
+from app.services.executions import ExecutionDetail
 
 
 def devbox_view(devbox: Devbox) -> DevboxView:
@@ -43,18 +43,27 @@ def usage_view(devbox: Devbox, usage: Usage) -> DevboxResourceUsageView:
     )
 
 
-def execution_view(execution: Execution, last_n: int = LAST_N_DEFAULT) -> DevboxAsyncExecutionDetailView:
-    stdout, stdout_cut = last_lines(execution.stdout, last_n)
-    stderr, stderr_cut = last_lines(execution.stderr, last_n)
-    done = execution.exit_status is not None
+def execution_view(detail: ExecutionDetail) -> DevboxAsyncExecutionDetailView:
+    execution = detail.execution
     return DevboxAsyncExecutionDetailView(
         devbox_id=execution.devbox_id,
         execution_id=execution.id,
         status=execution.status.value,
         shell_name=execution.shell_name,
-        stdout=stdout,
-        stderr=stderr,
+        stdout=detail.stdout.text if detail.stdout else None,
+        stderr=detail.stderr.text if detail.stderr else None,
         exit_status=execution.exit_status,
-        stdout_truncated=stdout_cut if done else None,
-        stderr_truncated=stderr_cut if done else None,
+        stdout_truncated=detail.stdout.truncated if detail.stdout else None,
+        stderr_truncated=detail.stderr.truncated if detail.stderr else None,
+    )
+
+
+def sync_execution_view(detail: ExecutionDetail) -> DevboxExecutionDetailView:
+    execution = detail.execution
+    return DevboxExecutionDetailView(
+        devbox_id=execution.devbox_id,
+        stdout=detail.stdout.text if detail.stdout else "",
+        stderr=detail.stderr.text if detail.stderr else "",
+        exit_status=execution.exit_status if execution.exit_status is not None else -1,
+        shell_name=execution.shell_name,
     )

@@ -66,6 +66,19 @@ class StdinWriter(Protocol):
     async def abort(self) -> None: ...
 
 
+class ExecChannel(Protocol):
+    """A long-lived process in a container with its stdin and (demultiplexed) stdout/stderr, used
+    without threads: the persistent channel that commands travel over."""
+
+    async def read(self) -> tuple[int, bytes] | None:
+        """(1 for stdout or 2 for stderr, data), or None once the process's output has ended."""
+        ...
+
+    async def write(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class SandboxDriver(Protocol):
     async def ping(self) -> bool: ...
 
@@ -110,6 +123,12 @@ class SandboxDriver(Protocol):
         self, container_id: str, argv: list[str], user: str, workdir: str | None = None
     ) -> AsyncIterator[bytes]:
         """Stream a command's stdout; raises BackendError at the end if it exited non-zero."""
+        ...
+
+    async def open_channel(self, container_id: str, argv: list[str], user: str) -> ExecChannel: ...
+
+    async def put_file(self, container_id: str, path: str, data: bytes, mode: int) -> None:
+        """Write a file owned by root, creating its parent directories (works on stopped containers too)."""
         ...
 
     async def logs(self, container_id: str) -> bytes: ...

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,6 +120,8 @@ class DevboxService:
         self._pids_limit = pids_limit
         self._startup = startup
         self._secrets = secrets
+        # Called with the devbox id whenever a devbox reaches running (after create or resume).
+        self.running_listeners: list[Callable[[str], None]] = []
 
     # ----- reads -------------------------------------------------------------------------------
 
@@ -342,6 +344,9 @@ class DevboxService:
         moved = await self._store.transition(devbox_id, to, sources, at, **fields)
         if moved is not None:
             self._watch.notify(devbox_id)
+            if to == S.RUNNING:
+                for listener in self.running_listeners:
+                    listener(devbox_id)
         return moved
 
     async def _log(self, devbox_id: str, source: LogSource, level: str, message: str) -> None:

@@ -50,6 +50,21 @@ class ExecutionStore:
         async with self._engine.begin() as conn:
             await conn.execute(update(executions).where(executions.c.id == execution_id).values(**fields))
 
+    async def complete(self, execution_id: str, exit_status: int, note: str | None, end_time_ms: int) -> bool:
+        """Record the end of an execution unless something else (a devbox stop) ended it first."""
+        query = (
+            update(executions)
+            .where(executions.c.id == execution_id, executions.c.status != ExecutionStatus.COMPLETED.value)
+            .values(
+                status=ExecutionStatus.COMPLETED.value,
+                exit_status=exit_status,
+                stderr=note,
+                end_time_ms=end_time_ms,
+            )
+        )
+        async with self._engine.begin() as conn:
+            return bool((await conn.execute(query)).rowcount)
+
     async def complete_unfinished(self, devbox_id: str | None, exit_status: int, stderr: str, now_ms: int) -> int:
         """End executions that can no longer finish (devbox gone, server restarted); returns how many."""
         query = update(executions).where(executions.c.status != ExecutionStatus.COMPLETED.value)
@@ -60,7 +75,6 @@ class ExecutionStore:
                 query.values(
                     status=ExecutionStatus.COMPLETED.value,
                     exit_status=exit_status,
-                    stdout="",
                     stderr=stderr,
                     end_time_ms=now_ms,
                 )

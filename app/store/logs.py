@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 
 from sqlalchemy import insert, select
@@ -12,23 +13,33 @@ from app.store.tables import devbox_logs
 
 
 class LogStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, on_append: Callable[[str], None] | None = None) -> None:
         self._engine = engine
+        self._on_append = on_append  # told the devbox id after each append (live tails wait on it)
 
     async def append(self, *entries: LogEntry) -> None:
         if not entries:
             return
         async with self._engine.begin() as conn:
             await conn.execute(insert(devbox_logs), [asdict(e) for e in entries])
+        if self._on_append is not None:
+            for devbox_id in {e.devbox_id for e in entries}:
+                self._on_append(devbox_id)
 
     async def list_entries(
         self, devbox_id: str, execution_id: str | None = None, shell_name: str | None = None
     ) -> list[LogEntry]:
-        query = select(devbox_logs).where(devbox_logs.c.devbox_id == devbox_id)
+        return [entry for _, entry in await self.list_after(devbox_id, 0, execution_id, shell_name)]
+
+    async def list_after(
+        self, devbox_id: str, after_seq: int, execution_id: str | None = None, shell_name: str | None = None
+    ) -> list[tuple[int, LogEntry]]:
+        """(sequence number, entry) pairs newer than `after_seq`, oldest first."""
+        query = select(devbox_logs).where(devbox_logs.c.devbox_id == devbox_id, devbox_logs.c.seq > after_seq)
         if execution_id:
             query = query.where(devbox_logs.c.cmd_id == execution_id)
         if shell_name:
             query = query.where(devbox_logs.c.shell_name == shell_name)
         async with self._engine.connect() as conn:
             rows = await conn.execute(query.order_by(devbox_logs.c.seq))
-            return [LogEntry(**{k: v for k, v in r._mapping.items() if k != "seq"}) for r in rows]
+            return [(r.seq, LogEntry(**{k: v for k, v in r._mapping.items() if k != "seq"})) for r in rows]

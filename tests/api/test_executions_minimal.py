@@ -181,22 +181,6 @@ def test_get_execution_last_n(shared_http, devbox_id):
     assert 400 <= negative.status_code < 500
 
 
-@pytest.mark.parametrize(
-    ("route", "extra"),
-    [
-        ("execute_sync", {}),
-        ("execute_async", {}),
-        ("execute", {"command_id": "0191f3c2-8a8e-7b4e-9a5e-2d7f4c1b0a22"}),
-    ],
-)
-def test_shell_name_is_refused(shared_http, devbox_id, route, extra):
-    response = shared_http.post(
-        f"/v1/devboxes/{devbox_id}/{route}", json={"command": "echo hi", "shell_name": "main", **extra}
-    )
-    assert response.status_code == 400, response.text
-    assert "shell_name" in str(response.json()["detail"])
-
-
 def test_other_tenant_cannot_read_executions(server, shared_http, devbox_id):
     started = shared_http.post(f"/v1/devboxes/{devbox_id}/execute_async", json={"command": "echo secret"})
     eid = started.json()["execution_id"]

@@ -11,7 +11,7 @@ import pytest
 from app.domain.errors import InvalidRequest
 from app.domain.statuses import DevboxStatus
 from app.services.auth import ApiKeys, load_or_create_key, tenant_of
-from app.services.executions import last_lines
+from app.services.execution_output import Tail, cut_lines
 from app.services.status_watch import StatusWatch, check_statuses, hold_seconds
 
 
@@ -65,10 +65,11 @@ def test_status_and_timeout_inputs() -> None:
 
 
 def test_last_lines() -> None:
-    assert last_lines("a\nb\nc\n", 2) == ("b\nc\n", True)
-    assert last_lines("a\nb\n", 5) == ("a\nb\n", False)
-    assert last_lines(None, 5) == (None, False)
-    assert last_lines("a\n", 0) == ("", True)
+    assert cut_lines(b"a\nb\nc\n", 2) == Tail("b\nc\n", True)
+    assert cut_lines(b"a\nb\n", 5) == Tail("a\nb\n", False)
+    assert cut_lines(b"a\nb", 1) == Tail("b", True)
+    assert cut_lines(b"", 5) == Tail("", False)
+    assert cut_lines(b"a\n", 0) == Tail("", True)
 
 
 def test_api_keys_map_to_tenants(tmp_path: Path) -> None:

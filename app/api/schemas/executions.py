@@ -45,3 +45,25 @@ class DevboxAsyncExecutionDetailView(BaseModel):
     exit_status: int | None = None
     stdout_truncated: bool | None = None
     stderr_truncated: bool | None = None
+
+
+class DevboxKillExecutionRequest(StrictRequest):
+    kill_process_group: bool | None = None
+
+
+class DevboxSendStdInRequest(StrictRequest):
+    text: str | None = None
+    signal: Literal["EOF", "INTERRUPT"] | None = None
+
+
+class DevboxSendStdInResult(BaseModel):
+    devbox_id: str
+    execution_id: str
+    success: bool
+
+
+class ExecutionUpdateChunk(BaseModel):
+    """One SSE event of stream_stdout_updates / stream_stderr_updates; offset is where the chunk ends."""
+
+    output: str
+    offset: int

@@ -1,0 +1,334 @@
+"""The in-devbox command agent: one process per devbox, started as root over a single `docker exec`
+whose stdin/stdout carry framed messages. Each command the server sends becomes a child process with
+its own pipes and process group, so a command costs a fork instead of a `docker exec` (55-70 ms).
+
+Standard library only, and nothing outside this file: it runs under the devbox image's python3.
+
+Frames, both ways: 4-byte header length, 4-byte body length (big-endian), JSON header, raw body.
+Server -> agent ops: hello, run, stdin (body), eof, signal.
+Agent -> server events: hello, started, out (body, fd 1 or 2), exit.
+
+Named shells keep their state (cwd, exported environment, functions, aliases) in files written by an
+EXIT trap of every command, so `exit 3` ends the command with status 3 and the shell lives on. The
+files live in the container, so a shell survives an agent restart and a suspend/resume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import pwd
+import select
+import selectors
+import signal
+import struct
+import subprocess
+import sys
+from typing import Any
+
+VERSION = 1
+HEADER = struct.Struct(">II")
+READ_CHUNK = 256 * 1024
+SHELLS_DIR = "/run/devboxd/shells"
+STATE_FILES = ("cwd", "env", "functions")
+DROPPED_ENV = {"PWD", "SHLVL", "_"}
+
+# Runs every named-shell command: restores functions and aliases, runs the command in this shell, and
+# saves the state on exit whatever the exit path (`exit N`, a failing `set -e`, the end of the script).
+# Builtins only, no extra processes but one subshell: this runs on every command. The agent moves the
+# *.new files into place once the command exited, so a command killed mid-save keeps the old state.
+SHELL_WRAPPER = r"""
+__devboxd_state=$1
+__devboxd_cmd=$2
+set --
+if [ -r "$__devboxd_state/functions" ]; then shopt -s expand_aliases; . "$__devboxd_state/functions"; fi
+__devboxd_save() {
+  __devboxd_rc=$?
+  {
+    builtin pwd > "$__devboxd_state/cwd.new"
+    for __devboxd_v in $(compgen -e); do printf '%s=%s\0' "$__devboxd_v" "${!__devboxd_v}"; done \
+      > "$__devboxd_state/env.new"
+    { declare -f; alias -p; } > "$__devboxd_state/functions.new"
+  } 2>/dev/null
+  exit $__devboxd_rc
+}
+trap __devboxd_save EXIT
+unset -v __devboxd_rc
+eval "$__devboxd_cmd"
+"""
+
+
+def set_nonblocking(fd: int) -> None:
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+
+
+class Output:
+    """Frames to the server. Blocking writes: a server that reads slowly slows the commands (back-pressure)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def send(self, header: dict[str, Any], body: bytes = b"") -> None:
+        head = json.dumps(header, separators=(",", ":")).encode()
+        data = memoryview(HEADER.pack(len(head), len(body)) + head + body)
+        while data:
+            try:
+                written = os.write(self._fd, data)
+            except BlockingIOError:
+                select.select([], [self._fd], [])
+                continue
+            data = data[written:]
+
+
+class Command:
+    def __init__(self, command_id: str, proc: subprocess.Popen[bytes]) -> None:
+        self.id = command_id
+        self.proc = proc
+        self.pending_stdin = bytearray()
+        self.eof_requested = False
+        self.stdin_fd = proc.stdin.fileno() if proc.stdin else None
+        assert proc.stdout is not None and proc.stderr is not None
+        self.output_fds = {proc.stdout.fileno(): 1, proc.stderr.fileno(): 2}
+        self.pipes = {proc.stdout.fileno(): proc.stdout, proc.stderr.fileno(): proc.stderr}
+        self.finished = False
+        self.shell_state: str | None = None
+
+
+class Agent:
+    def __init__(self) -> None:
+        self.out = Output(sys.stdout.fileno())
+        self.selector = selectors.DefaultSelector()
+        self.commands: dict[str, Command] = {}
+        self.inbuf = bytearray()
+        self.base_env = dict(os.environ)
+
+    def run_forever(self) -> None:
+        wake_r, wake_w = os.pipe()
+        set_nonblocking(wake_r)
+        set_nonblocking(wake_w)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        stdin_fd = sys.stdin.fileno()
+        set_nonblocking(stdin_fd)
+        self.selector.register(wake_r, selectors.EVENT_READ, lambda: self.drain_wakeups(wake_r))
+        self.selector.register(stdin_fd, selectors.EVENT_READ, lambda: self.read_control(stdin_fd))
+        while stdin_fd in self.selector.get_map():
+            for key, _ in self.selector.select(timeout=1.0):
+                key.data()
+            self.reap()
+        self.shut_down()
+
+    @staticmethod
+    def drain_wakeups(fd: int) -> None:
+        try:
+            while os.read(fd, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def shut_down(self) -> None:
+        """The server went away: it ends its executions on its side, so end the processes too."""
+        for command in self.commands.values():
+            with contextlib.suppress(OSError):
+                os.killpg(command.proc.pid, signal.SIGKILL)
+
+    # --- control messages ---------------------------------------------------------------------------------
+
+    def read_control(self, fd: int) -> None:
+        try:
+            data = os.read(fd, READ_CHUNK)
+        except BlockingIOError:
+            return
+        if not data:
+            self.selector.unregister(fd)
+            return
+        self.inbuf += data
+        while len(self.inbuf) >= HEADER.size:
+            head_len, body_len = HEADER.unpack_from(self.inbuf)
+            end = HEADER.size + head_len + body_len
+            if len(self.inbuf) < end:
+                break
+            header = json.loads(bytes(self.inbuf[HEADER.size : HEADER.size + head_len]))
+            body = bytes(self.inbuf[HEADER.size + head_len : end])
+            del self.inbuf[:end]
+            self.handle(header, body)
+
+    def handle(self, header: dict[str, Any], body: bytes) -> None:
+        op = header.get("op")
+        if op == "hello":
+            self.out.send({"ev": "hello", "version": VERSION, "pid": os.getpid()})
+            return
+        if op == "run":
+            self.run(header)
+            return
+        command = self.commands.get(header.get("id", ""))
+        if command is None:
+            return
+        if op in ("stdin", "eof"):
+            command.pending_stdin += body
+            command.eof_requested = command.eof_requested or op == "eof"
+            self.flush_stdin(command)
+        elif op == "signal":
+            try:
+                if header.get("group"):
+                    os.killpg(command.proc.pid, int(header["signal"]))
+                else:
+                    os.kill(command.proc.pid, int(header["signal"]))
+            except OSError:
+                pass
+
+    # --- commands -----------------------------------------------------------------------------------------
+
+    def user_env(self, user: pwd.struct_passwd) -> dict[str, str]:
+        env = dict(self.base_env)
+        env.update(HOME=user.pw_dir, USER=user.pw_name, LOGNAME=user.pw_name, SHELL=user.pw_shell or "/bin/bash")
+        env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        return env
+
+    def shell_plan(
+        self, name: str, command: str, user: pwd.struct_passwd
+    ) -> tuple[str, list[str], str, dict[str, str]]:
+        """State dir, argv, cwd and environment for a command on a named shell, from its saved state."""
+        state = os.path.join(SHELLS_DIR, hashlib.sha256(name.encode()).hexdigest()[:32])
+        if not os.path.isdir(state):
+            os.makedirs(state, mode=0o700)
+            os.chown(state, user.pw_uid, user.pw_gid)
+        try:
+            with open(os.path.join(state, "env"), "rb") as f:
+                saved = f.read().split(b"\0")
+            with open(os.path.join(state, "cwd"), "rb") as f:
+                saved_cwd = os.fsdecode(f.read().rstrip(b"\n"))
+        except FileNotFoundError:  # the shell's first command: a login shell, like unnamed commands
+            argv = ["bash", "-l", "-c", SHELL_WRAPPER, "devboxd-shell", state, command]
+            return state, argv, user.pw_dir, self.user_env(user)
+        env = {}
+        for item in saved:
+            key, sep, value = item.partition(b"=")
+            if sep and os.fsdecode(key) not in DROPPED_ENV:
+                env[os.fsdecode(key)] = os.fsdecode(value)
+        cwd = saved_cwd if os.path.isdir(saved_cwd) else user.pw_dir
+        return state, ["bash", "-c", SHELL_WRAPPER, "devboxd-shell", state, command], cwd, env
+
+    def run(self, header: dict[str, Any]) -> None:
+        command_id: str = header["id"]
+        try:
+            user = pwd.getpwnam(header["user"])
+            state = None
+            if header.get("shell"):
+                state, argv, cwd, env = self.shell_plan(header["shell"], header["command"], user)
+            else:
+                argv, cwd, env = ["bash", "-lc", header["command"]], user.pw_dir, self.user_env(user)
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE if header.get("stdin") else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=cwd if os.path.isdir(cwd) else "/",
+                env=env,
+                user=user.pw_uid,
+                group=user.pw_gid,
+                extra_groups=os.getgrouplist(user.pw_name, user.pw_gid),
+                start_new_session=True,  # its own process group: kill and interrupt reach its children
+                close_fds=True,
+            )
+        except Exception as exc:  # the command never started: report it the way a shell would
+            self.out.send({"ev": "out", "id": command_id, "fd": 2}, f"devboxd agent: cannot start: {exc}\n".encode())
+            self.out.send({"ev": "exit", "id": command_id, "code": 127})
+            return
+        command = Command(command_id, proc)
+        command.shell_state = state
+        self.commands[command_id] = command
+        for fd in command.output_fds:
+            set_nonblocking(fd)
+            self.selector.register(fd, selectors.EVENT_READ, lambda fd=fd, c=command: self.read_output(c, fd))
+        if command.stdin_fd is not None:
+            set_nonblocking(command.stdin_fd)
+        self.out.send({"ev": "started", "id": command_id, "pid": proc.pid})
+
+    def flush_stdin(self, command: Command) -> None:
+        fd = command.stdin_fd
+        if fd is None:
+            return
+        try:
+            while command.pending_stdin:
+                del command.pending_stdin[: os.write(fd, command.pending_stdin)]
+        except BlockingIOError:
+            pass
+        except OSError:  # the command closed its stdin or exited: nothing more can be delivered
+            command.pending_stdin.clear()
+            command.eof_requested = True
+        registered = fd in self.selector.get_map()
+        if command.pending_stdin and not registered:
+            self.selector.register(fd, selectors.EVENT_WRITE, lambda: self.flush_stdin(command))
+        elif not command.pending_stdin:
+            if registered:
+                self.selector.unregister(fd)
+            if command.eof_requested:
+                self.close_stdin(command)
+
+    def close_stdin(self, command: Command) -> None:
+        if command.stdin_fd is None:
+            return
+        if command.stdin_fd in self.selector.get_map():
+            self.selector.unregister(command.stdin_fd)
+        if command.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                command.proc.stdin.close()
+        command.stdin_fd = None
+
+    def read_output(self, command: Command, fd: int, drain: bool = False) -> None:
+        """Forward what the pipe holds: one read per wake-up (fair between commands), or everything there
+        when the command has exited. Once the command finished, output (of its background jobs) is dropped."""
+        budget = 16 << 20 if drain else 1
+        while budget > 0:
+            try:
+                data = os.read(fd, READ_CHUNK)
+            except BlockingIOError:
+                return
+            if not data:
+                self.selector.unregister(fd)
+                command.pipes.pop(fd).close()
+                del command.output_fds[fd]
+                return
+            budget -= len(data) if drain else 1
+            if not command.finished:
+                self.out.send({"ev": "out", "id": command.id, "fd": command.output_fds[fd]}, data)
+
+    def reap(self) -> None:
+        for command in list(self.commands.values()):
+            code = command.proc.poll()
+            if code is None:
+                continue
+            for fd in list(command.output_fds):
+                self.read_output(command, fd, drain=True)
+            command.finished = True
+            self.close_stdin(command)
+            if command.shell_state is not None:
+                self.keep_shell_state(command.shell_state)
+            del self.commands[command.id]
+            self.out.send({"ev": "exit", "id": command.id, "code": code if code >= 0 else 128 - code})
+
+    @staticmethod
+    def keep_shell_state(state: str) -> None:
+        """Adopt what the command's exit trap saved, all three files or none (a killed command saved none)."""
+        fresh = [os.path.join(state, f"{name}.new") for name in STATE_FILES]
+        if all(os.path.exists(path) for path in fresh):
+            for path in fresh:
+                os.replace(path, path[: -len(".new")])
+        else:
+            for path in fresh:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+
+
+def main() -> None:
+    os.makedirs(SHELLS_DIR, mode=0o755, exist_ok=True)
+    Agent().run_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""The persistent channel into each devbox: one agent process (app/agent/devbox_agent.py) per running
+devbox, reached over one exec connection, that runs every command. A round trip costs a fork in the
+container instead of a `docker exec`.
+
+The channel opens when the devbox reaches running (and again on demand), and ends with the container:
+when the connection closes, every command still on it ends with the reason."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from app.domain.devbox import container_name
+from app.domain.errors import BackendError
+from app.drivers.base import ExecChannel, SandboxDriver
+
+log = logging.getLogger(__name__)
+
+AGENT_SOURCE = Path(__file__).resolve().parents[1] / "agent" / "devbox_agent.py"
+AGENT_PATH = "/run/devboxd/agent.py"
+AGENT_ARGV = ["python3", "-I", "-S", AGENT_PATH]
+HEADER = struct.Struct(">II")
+HANDSHAKE_SECONDS = 15.0
+
+
+class CommandSink(Protocol):
+    """Receives what happens to one command on the channel."""
+
+    def started(self) -> None: ...
+
+    def output(self, fd: int, data: bytes) -> None: ...
+
+    def exited(self, exit_code: int) -> None: ...
+
+    def lost(self, why: str) -> None:
+        """The channel ended before the command did."""
+        ...
+
+
+def frame(header: dict[str, Any], body: bytes = b"") -> bytes:
+    head = json.dumps(header, separators=(",", ":")).encode()
+    return HEADER.pack(len(head), len(body)) + head + body
+
+
+class AgentChannel:
+    def __init__(self, devbox_id: str, channel: ExecChannel, on_closed: Callable[[AgentChannel], None]) -> None:
+        self.devbox_id = devbox_id
+        self._channel = channel
+        self._on_closed = on_closed
+        self._sinks: dict[str, CommandSink] = {}
+        self._hello: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._reader: asyncio.Task[None] | None = None
+        self.closed = False
+
+    async def start(self) -> None:
+        self._reader = asyncio.create_task(self._read_loop(), name=f"agent-{self.devbox_id}")
+        await self._channel.write(frame({"op": "hello"}))
+        try:
+            hello = await asyncio.wait_for(asyncio.shield(self._hello), HANDSHAKE_SECONDS)
+        except TimeoutError:
+            self.close()
+            raise BackendError("the command agent in the devbox did not answer") from None
+        log.debug("agent %s ready: %s", self.devbox_id, hello)
+
+    async def run(
+        self, execution_id: str, command: str, user: str, shell: str | None, stdin: bool, sink: CommandSink
+    ) -> None:
+        if self.closed:
+            raise BackendError("the channel into the devbox closed")
+        self._sinks[execution_id] = sink
+        header = {"op": "run", "id": execution_id, "command": command, "user": user, "shell": shell, "stdin": stdin}
+        try:
+            await self._channel.write(frame(header))
+        except BackendError:
+            self._sinks.pop(execution_id, None)
+            raise
+
+    async def send_stdin(self, execution_id: str, data: bytes, eof: bool) -> None:
+        if data:
+            await self._channel.write(frame({"op": "stdin", "id": execution_id}, data))
+        if eof:
+            await self._channel.write(frame({"op": "eof", "id": execution_id}))
+
+    async def signal(self, execution_id: str, signum: int, group: bool) -> None:
+        await self._channel.write(frame({"op": "signal", "id": execution_id, "signal": signum, "group": group}))
+
+    def close(self) -> None:
+        self._channel.close()
+
+    async def _read_loop(self) -> None:
+        buffer = bytearray()
+        why = "the devbox stopped"
+        try:
+            while (item := await self._channel.read()) is not None:
+                stream, data = item
+                if stream != 1:
+                    log.warning("agent %s: %s", self.devbox_id, data.decode(errors="replace").rstrip())
+                    continue
+                buffer += data
+                while len(buffer) >= HEADER.size:
+                    head_len, body_len = HEADER.unpack_from(buffer)
+                    end = HEADER.size + head_len + body_len
+                    if len(buffer) < end:
+                        break
+                    header = json.loads(bytes(buffer[HEADER.size : HEADER.size + head_len]))
+                    body = bytes(buffer[HEADER.size + head_len : end])
+                    del buffer[:end]
+                    self._dispatch(header, body)
+        except Exception as exc:  # a broken frame must not leave commands waiting forever
+            log.exception("agent channel %s failed", self.devbox_id)
+            why = f"the channel into the devbox failed: {exc}"
+        finally:
+            self.closed = True
+            self._channel.close()
+            if not self._hello.done():
+                self._hello.set_exception(BackendError("the command agent exited before answering"))
+            sinks, self._sinks = self._sinks, {}
+            for sink in sinks.values():
+                sink.lost(why)
+            self._on_closed(self)
+
+    def _dispatch(self, header: dict[str, Any], body: bytes) -> None:
+        event = header.get("ev")
+        if event == "hello":
+            if not self._hello.done():
+                self._hello.set_result(header)
+            return
+        sink = self._sinks.get(header.get("id", ""))
+        if sink is None:
+            return
+        if event == "out":
+            sink.output(int(header["fd"]), body)
+        elif event == "started":
+            sink.started()
+        elif event == "exit":
+            del self._sinks[header["id"]]
+            sink.exited(int(header["code"]))
+
+
+class AgentChannels:
+    """One channel per running devbox, opened once however many commands ask at the same time."""
+
+    def __init__(self, driver: SandboxDriver) -> None:
+        self._driver = driver
+        self._channels: dict[str, AgentChannel] = {}
+        self._opening: dict[str, asyncio.Future[AgentChannel]] = {}
+        self._source = AGENT_SOURCE.read_bytes()
+
+    async def get(self, devbox_id: str) -> AgentChannel:
+        channel = self._channels.get(devbox_id)
+        if channel is not None and not channel.closed:
+            return channel
+        pending = self._opening.get(devbox_id)
+        if pending is None:
+            pending = asyncio.ensure_future(self._open(devbox_id))
+            self._opening[devbox_id] = pending
+            pending.add_done_callback(lambda _: self._opening.pop(devbox_id, None))
+        return await asyncio.shield(pending)
+
+    async def _open(self, devbox_id: str) -> AgentChannel:
+        name = container_name(devbox_id)
+        # Installed on every open: the devbox may come from an older snapshot, or have deleted it.
+        await self._driver.put_file(name, AGENT_PATH, self._source, 0o644)
+        exec_channel = await self._driver.open_channel(name, AGENT_ARGV, user="root")
+        channel = AgentChannel(devbox_id, exec_channel, self._forget)
+        await channel.start()
+        self._channels[devbox_id] = channel
+        return channel
+
+    def _forget(self, channel: AgentChannel) -> None:
+        if self._channels.get(channel.devbox_id) is channel:
+            del self._channels[channel.devbox_id]
+
+    def close_all(self) -> None:
+        for channel in list(self._channels.values()):
+            channel.close()
