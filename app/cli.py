@@ -41,6 +41,27 @@ def _image_tag(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
+def _snapshot_publish(settings: Settings, args: argparse.Namespace) -> int:
+    """Mark a snapshot public (or private again): public snapshots are listed for every API key."""
+    import asyncio
+
+    from app.store.database import create_engine_for
+    from app.store.snapshots import SnapshotStore
+
+    async def run() -> bool:
+        engine = create_engine_for(settings.resolved_database_url)
+        try:
+            return await SnapshotStore(engine).set_public(args.snapshot_id, args.public)
+        finally:
+            await engine.dispose()
+
+    if not asyncio.run(run()):
+        print(f"devboxd: no snapshot {args.snapshot_id}", file=sys.stderr)
+        return 1
+    print(f"{args.snapshot_id}: {'public' if args.public else 'private'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="devboxd", description="Self-hosted Devbox control plane.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -52,6 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--json", action="store_true", help="print the tag as JSON")
     build.set_defaults(fn=_image_build)
     image.add_parser("tag", help="print the default image's tag").set_defaults(fn=_image_tag)
+    snapshot = sub.add_parser("snapshot", help="operator actions on disk snapshots").add_subparsers(
+        dest="snapshot_command", required=True
+    )
+    for action, public in (("publish", True), ("unpublish", False)):
+        verb = "list it for every API key" if public else "make it private to its owner again"
+        cmd = snapshot.add_parser(action, help=f"{action} a snapshot: {verb}")
+        cmd.add_argument("snapshot_id")
+        cmd.set_defaults(fn=_snapshot_publish, public=public)
     args = parser.parse_args(argv)
     return int(args.fn(Settings(), args))
 

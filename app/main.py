@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from app.api.deps import Services
 from app.api.errors import install_error_handlers
-from app.api.routers import files, lifecycle, logs, shell, system
+from app.api.routers import files, lifecycle, logs, shell, snapshots, system
 from app.config import Settings
 from app.drivers.docker_driver import DockerDriver
 from app.drivers.docker_image import default_image_tag
@@ -20,18 +20,21 @@ from app.services.auth import ApiKeys, load_or_create_key
 from app.services.background import BackgroundTasks
 from app.services.container_files import ContainerFiles
 from app.services.devboxes import DevboxService
+from app.services.environment_files import EnvironmentFiles
 from app.services.execution_output import OutputSpool
 from app.services.executions import ExecutionService
 from app.services.files import FileService
 from app.services.health import HealthService
 from app.services.logs import LogService
 from app.services.reconciler import Reconciler
+from app.services.snapshots import SnapshotService
 from app.services.startup import StartupWriter
 from app.services.status_watch import StatusWatch
 from app.store.database import create_engine_for, migrate
 from app.store.devboxes import DevboxStore
 from app.store.executions import ExecutionStore
 from app.store.logs import LogStore
+from app.store.snapshots import SnapshotStore
 
 log = logging.getLogger("devboxd")
 
@@ -57,10 +60,11 @@ async def _build_image(driver: DockerDriver, health: HealthService) -> None:
         health.image_problem = f"build failed: {exc}"
 
 
-async def _reconcile_when_possible(reconciler: Reconciler, driver: DockerDriver) -> None:
+async def _reconcile_when_possible(reconciler: Reconciler, snapshots: SnapshotService, driver: DockerDriver) -> None:
     while not await driver.ping():  # noqa: ASYNC110 - polling an external engine, not an in-process event
         await asyncio.sleep(2)
     await reconciler.reconcile()
+    await snapshots.recover()
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -76,7 +80,11 @@ def create_app(settings: Settings) -> FastAPI:
         driver = DockerDriver(threads=settings.docker_threads)
         tasks = BackgroundTasks()
         watch = StatusWatch()
-        devbox_store, execution_store = DevboxStore(engine), ExecutionStore(engine)
+        devbox_store, execution_store, snapshot_store = (
+            DevboxStore(engine),
+            ExecutionStore(engine),
+            SnapshotStore(engine),
+        )
         log_store = LogStore(engine, on_append=lambda devbox_id: watch.notify(f"logs:{devbox_id}"))
         container_files = ContainerFiles(log_store, driver)
         instance = settings.resolved_instance_id
@@ -94,6 +102,8 @@ def create_app(settings: Settings) -> FastAPI:
             settings.pids_limit,
             startup,
             secrets,
+            EnvironmentFiles(settings.data_dir / "devbox-env"),
+            snapshot_store,
         )
         channels = AgentChannels(driver)
         spool = OutputSpool(settings.data_dir / "executions")
@@ -101,20 +111,23 @@ def create_app(settings: Settings) -> FastAPI:
         reconciler = Reconciler(
             devboxes, devbox_store, execution_store, driver, instance, settings.stop_timeout_seconds
         )
+        snapshot_service = SnapshotService(devboxes, snapshot_store, driver, watch, tasks)
         health = HealthService(engine, driver, image)
         app.state.services = Services(
             devboxes=devboxes,
             executions=executions,
             logs=LogService(devboxes, log_store, watch),
             files=FileService(devboxes, container_files),
+            snapshots=snapshot_service,
         )
         app.state.health = health
         app.state.status_watch = watch
 
         if await driver.ping():
             await reconciler.reconcile()
+            await snapshot_service.recover()
         else:
-            tasks.spawn(_reconcile_when_possible(reconciler, driver), name="reconcile")
+            tasks.spawn(_reconcile_when_possible(reconciler, snapshot_service, driver), name="reconcile")
         follower = asyncio.create_task(reconciler.follow_engine_events(), name="engine-events")
         wants_build = settings.build_image_on_start and not settings.default_image
         if wants_build and await driver.ping() and not await driver.image_exists(image):
@@ -137,6 +150,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(system.router)
     # Routers with fixed paths under /v1/devboxes (e.g. disk_snapshots) must come before the `/{id}` routes.
+    app.include_router(snapshots.router)
     app.include_router(lifecycle.router)
     app.include_router(shell.router)
     app.include_router(logs.router)

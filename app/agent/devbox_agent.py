@@ -10,7 +10,8 @@ Agent -> server events: hello, started, out (body, fd 1 or 2), exit.
 
 Named shells keep their state (cwd, exported environment, functions, aliases) in files written by an
 EXIT trap of every command, so `exit 3` ends the command with status 3 and the shell lives on. The
-files live in the container, so a shell survives an agent restart and a suspend/resume.
+files live in the devbox's private mount, so a shell survives an agent restart and a suspend/resume,
+and never travels into a snapshot (its saved environment holds the devbox's secrets).
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from typing import Any
 VERSION = 1
 HEADER = struct.Struct(">II")
 READ_CHUNK = 256 * 1024
-SHELLS_DIR = "/run/devboxd/shells"
+# The devbox's private mount (see environment_files.py): never part of a snapshot.
+SHELLS_DIR = "/run/devboxd-env/shells"
+DEVBOX_ENV_FILE = "/run/devboxd-env/env"
 STATE_FILES = ("cwd", "env", "functions")
 DROPPED_ENV = {"PWD", "SHLVL", "_"}
 
@@ -59,6 +62,20 @@ trap __devboxd_save EXIT
 unset -v __devboxd_rc
 eval "$__devboxd_cmd"
 """
+
+
+def read_devbox_env() -> dict[str, str]:
+    try:
+        with open(DEVBOX_ENV_FILE, "rb") as f:
+            items = f.read().split(b"\0")
+    except FileNotFoundError:
+        return {}
+    env = {}
+    for item in items:
+        key, sep, value = item.partition(b"=")
+        if sep:
+            env[os.fsdecode(key)] = os.fsdecode(value)
+    return env
 
 
 def set_nonblocking(fd: int) -> None:
@@ -104,6 +121,7 @@ class Agent:
         self.commands: dict[str, Command] = {}
         self.inbuf = bytearray()
         self.base_env = dict(os.environ)
+        self.base_env.update(read_devbox_env())
 
     def run_forever(self) -> None:
         wake_r, wake_w = os.pipe()

@@ -13,6 +13,7 @@ from app.services.devboxes import DevboxService
 from app.services.executions import ExecutionService
 from app.services.files import FileService
 from app.services.logs import LogService
+from app.services.snapshots import SnapshotService
 
 
 @dataclass
@@ -21,6 +22,7 @@ class Services:
     executions: ExecutionService
     logs: LogService
     files: FileService
+    snapshots: SnapshotService
 
 
 def services(request: Request) -> Services:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from app.api.schemas.devboxes import DevboxResourceUsageView, DevboxStateTransition, DevboxView
 from app.api.schemas.executions import DevboxAsyncExecutionDetailView, DevboxExecutionDetailView
+from app.api.schemas.snapshots import DevboxDiskSnapshotView, DevboxSnapshotAsyncStatusView
 from app.domain.devbox import Devbox
+from app.domain.snapshot import DiskSnapshot
+from app.domain.statuses import SnapshotStatus
 from app.domain.usage import Usage
 from app.services.executions import ExecutionDetail
 
@@ -66,4 +69,25 @@ def sync_execution_view(detail: ExecutionDetail) -> DevboxExecutionDetailView:
         stderr=detail.stderr.text if detail.stderr else "",
         exit_status=execution.exit_status if execution.exit_status is not None else -1,
         shell_name=execution.shell_name,
+    )
+
+
+def snapshot_view(snapshot: DiskSnapshot) -> DevboxDiskSnapshotView:
+    return DevboxDiskSnapshotView(
+        id=snapshot.id,
+        name=snapshot.name,
+        create_time_ms=snapshot.create_time_ms,
+        metadata=snapshot.metadata,
+        source_devbox_id=snapshot.source_devbox_id,
+        source_blueprint_id=snapshot.source_blueprint_id,
+        commit_message=snapshot.commit_message,
+        size_bytes=snapshot.size_bytes,
+    )
+
+
+def snapshot_status_view(snapshot: DiskSnapshot) -> DevboxSnapshotAsyncStatusView:
+    return DevboxSnapshotAsyncStatusView(
+        status=snapshot.status.value,
+        snapshot=snapshot_view(snapshot) if snapshot.status == SnapshotStatus.COMPLETE else None,
+        error_message=snapshot.error_message,
     )

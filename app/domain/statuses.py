@@ -65,3 +65,10 @@ class LogSource(StrEnum):
     FILES = "files"
     STATS = "stats"
     KMSG = "kmsg"
+
+
+class SnapshotStatus(StrEnum):
+    IN_PROGRESS = "in_progress"
+    ERROR = "error"
+    COMPLETE = "complete"
+    DELETED = "deleted"

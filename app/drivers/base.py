@@ -24,6 +24,7 @@ class ContainerSpec:
     pids_limit: int = 4096
     hostname: str = "devbox"
     working_dir: str = "/"
+    binds: dict[str, str] = field(default_factory=dict)  # host directory -> container path
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,18 @@ class SandboxDriver(Protocol):
 
     async def put_file(self, container_id: str, path: str, data: bytes, mode: int) -> None:
         """Write a file owned by root, creating its parent directories (works on stopped containers too)."""
+        ...
+
+    async def commit(self, container_id: str, image: str, message: str | None) -> None:
+        """Save the container's filesystem as `image` (repository:tag)."""
+        ...
+
+    async def top_layer_size(self, image: str) -> int:
+        """Bytes the image adds over its parent."""
+        ...
+
+    async def remove_image(self, image: str) -> bool:
+        """Remove the image; False while a container still uses it. A missing image is success."""
         ...
 
     async def logs(self, container_id: str) -> bytes: ...

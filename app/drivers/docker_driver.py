@@ -27,6 +27,7 @@ from app.drivers import docker_image
 from app.drivers.base import (
     LABEL_DEVBOX,
     LABEL_INSTANCE,
+    LABEL_MANAGED,
     ContainerEvent,
     ContainerSpec,
     ContainerState,
@@ -93,6 +94,7 @@ class DockerDriver:
             pids_limit=spec.pids_limit,
             init=True,  # tini as PID 1 reaps the zombies that agents' commands leave behind
             privileged=False,
+            binds={host: {"bind": path, "mode": "rw"} for host, path in spec.binds.items()},
         )
         created = api.create_container(
             image=spec.image,
@@ -258,6 +260,35 @@ class DockerDriver:
             info.size, info.mode, info.mtime = len(data), mode, int(time.time())
             tar.addfile(info, io.BytesIO(data))
         await self._run(self._client.api.put_archive, container_id, "/", archive.getvalue())
+
+    async def commit(self, container_id: str, image: str, message: str | None) -> None:
+        repository, _, tag = image.rpartition(":")
+        # Paused for the commit: processes that keep writing would otherwise leave half-written files
+        # in the snapshot. The pause lasts as long as the commit (milliseconds to seconds, by size).
+        await self._run(
+            self._client.api.commit,
+            container_id,
+            repository=repository,
+            tag=tag,
+            message=message or "",
+            pause=True,
+            conf={"Labels": {LABEL_MANAGED: "true"}},
+        )
+
+    async def top_layer_size(self, image: str) -> int:
+        history = await self._run(self._client.api.history, image)
+        return int(history[0].get("Size") or 0) if history else 0
+
+    async def remove_image(self, image: str) -> bool:
+        try:
+            await self._run(self._client.api.remove_image, image)
+        except ContainerGone:
+            return True
+        except BackendError as exc:
+            if "conflict" in str(exc).lower() or "being used" in str(exc) or "in use" in str(exc):
+                return False
+            raise
+        return True
 
     async def logs(self, container_id: str) -> bytes:
         return await self._run(self._client.api.logs, container_id, stdout=True, stderr=True)

@@ -4,15 +4,18 @@ compare-and-set on the store checked against the transition table."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from app.domain.devbox import Devbox, LogEntry, Transition, container_name, now_ms
 from app.domain.errors import (
     BackendError,
+    Conflict,
     ContainerGone,
     DomainError,
     InvalidRequest,
@@ -30,33 +33,40 @@ from app.domain.statuses import (
     FailureReason,
     LogSource,
     ShutdownReason,
+    SnapshotStatus,
     sources_for,
 )
 from app.domain.usage import Usage, compute_usage
 from app.drivers.base import LABEL_DEVBOX, LABEL_INSTANCE, LABEL_MANAGED, ContainerSpec, SandboxDriver
 from app.services.background import BackgroundTasks
+from app.services.environment_files import ENV_DIR, ENV_FILE, EnvironmentFiles
 from app.services.startup import StartupContent, StartupWriter, plan_startup
 from app.services.status_watch import StatusWatch, check_statuses, hold_seconds
 from app.store.devboxes import DevboxStore
 from app.store.executions import ExecutionStore
 from app.store.logs import LogStore
+from app.store.snapshots import SnapshotStore
 
 log = logging.getLogger(__name__)
 S = DevboxStatus
 
 DEFAULT_USER = "user"
 DEFAULT_UID = 1000
-ENTRYPOINT_GATE = "/run/devboxd/launched"
+# The gate lives in the devbox's private mount: a snapshot never carries an open gate to a new devbox.
+ENTRYPOINT_GATE = f"{ENV_DIR}/launched"
 # With an entrypoint, the container's main process waits until launch commands are done, then becomes
 # the entrypoint: its exit is the container's exit, which shuts the devbox down.
 _ENTRYPOINT_WRAPPER = (
-    f'while [ ! -e {ENTRYPOINT_GATE} ]; do sleep 0.05; done; cd "$3" 2>/dev/null; exec runuser -u "$2" -- bash -lc "$1"'
+    f"while [ ! -e {ENTRYPOINT_GATE} ]; do sleep 0.05; done; "
+    f'if [ -r {ENV_FILE} ]; then while IFS= read -r -d "" kv; do export "$kv"; done < {ENV_FILE}; fi; '
+    'cd "$3" 2>/dev/null; exec runuser -u "$2" -- bash -lc "$1"'
 )
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _USERNAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 WAIT_DEFAULT_SECONDS = 10.0
 WAIT_MAX_SECONDS = 30.0
 MAX_KEEP_ALIVE_SECONDS = 172_800
+TOUCH_INTERVAL_MS = 1000
 
 
 @dataclass
@@ -72,13 +82,13 @@ class CreateDevbox:
     mounts: list[dict[str, Any]] = field(default_factory=list)
     code_mounts: list[dict[str, Any]] = field(default_factory=list)
     secrets: dict[str, str] = field(default_factory=dict)
+    snapshot_id: str | None = None
     # Names of other create fields the caller set; each must be supported or the create is refused.
     other_fields: list[str] = field(default_factory=list)
 
 
 # Features this server does not provide (yet): refusing them beats silently dropping what was asked.
 NOT_SUPPORTED: dict[str, str] = {
-    "snapshot_id": "creating from a snapshot is not supported by this server yet",
     "tunnel": "tunnels are not supported by this server yet",
     "blueprint_id": "blueprints are not supported by this server",
     "blueprint_name": "blueprints are not supported by this server",
@@ -107,6 +117,8 @@ class DevboxService:
         pids_limit: int,
         startup: StartupWriter,
         secrets: dict[str, str],
+        env_files: EnvironmentFiles,
+        snapshots: SnapshotStore,
     ) -> None:
         self._store = store
         self._logs = logs
@@ -120,13 +132,18 @@ class DevboxService:
         self._pids_limit = pids_limit
         self._startup = startup
         self._secrets = secrets
+        self._env_files = env_files
+        self._snapshots = snapshots
         # Called with the devbox id whenever a devbox reaches running (after create or resume).
         self.running_listeners: list[Callable[[str], None]] = []
+        # Called with the devbox id after its container was removed (images it used may now go).
+        self.removed_listeners: list[Callable[[str], None]] = []
+        self._touched: dict[str, int] = {}
 
     # ----- reads -------------------------------------------------------------------------------
 
-    async def get(self, owner: str, devbox_id: str) -> Devbox:
-        devbox = await self._store.get(devbox_id, owner)
+    async def get(self, owner: str, devbox_id: str, with_transitions: bool = True) -> Devbox:
+        devbox = await self._store.get(devbox_id, owner, with_transitions)
         if devbox is None:
             raise NotFound(f"devbox {devbox_id} not found")
         return devbox
@@ -191,6 +208,7 @@ class DevboxService:
             params.get("custom_gb_memory"),
             params.get("custom_disk_size"),
         )
+        image = await self._image_for(owner, request.snapshot_id)
         capacity = await self._driver.capacity()
         placement = fit_to_host(wanted, capacity.cpus, capacity.memory_bytes)
         created = now_ms()
@@ -204,7 +222,8 @@ class DevboxService:
             launch_parameters=params,
             environment=dict(request.environment),
             entrypoint=request.entrypoint,
-            image=self.default_image,
+            image=image,
+            snapshot_id=request.snapshot_id,
             username=username,
             uid=uid,
             cpus=placement.cpus,
@@ -219,6 +238,20 @@ class DevboxService:
         self._tasks.spawn(self._provision(devbox, startup), name=f"provision-{devbox.id}")
         return devbox
 
+    async def _image_for(self, owner: str, snapshot_id: str | None) -> str:
+        if snapshot_id is None:
+            return self.default_image
+        snapshot = await self._snapshots.get(snapshot_id)
+        if (
+            snapshot is None
+            or snapshot.status == SnapshotStatus.DELETED
+            or not (snapshot.owner == owner or snapshot.public)
+        ):
+            raise NotFound(f"snapshot {snapshot_id} not found")
+        if snapshot.status != SnapshotStatus.COMPLETE or snapshot.image is None:
+            raise InvalidState(f"snapshot {snapshot_id} is {snapshot.status.value}; only a complete one can be used")
+        return snapshot.image
+
     @staticmethod
     def _user_of(params: dict[str, Any]) -> tuple[str, int]:
         user = params.get("user_parameters")
@@ -231,10 +264,10 @@ class DevboxService:
             raise InvalidRequest("user_parameters.uid must be 0..60000, and 0 exactly when username is root")
         return username, uid
 
-    def _container_spec(self, devbox: Devbox, secret_env: dict[str, str]) -> ContainerSpec:
+    def _container_spec(self, devbox: Devbox, env_dir: Path) -> ContainerSpec:
         if devbox.entrypoint:
             command = [
-                "/bin/sh",
+                "/bin/bash",
                 "-c",
                 _ENTRYPOINT_WRAPPER,
                 "devbox-entrypoint",
@@ -249,7 +282,7 @@ class DevboxService:
             image=devbox.image,
             command=command,
             labels={LABEL_MANAGED: "true", LABEL_INSTANCE: self._instance, LABEL_DEVBOX: devbox.id},
-            environment={**devbox.environment, **secret_env},
+            binds={str(env_dir): ENV_DIR},
             cpus=devbox.cpus,
             memory_bytes=devbox.memory_bytes,
             pids_limit=self._pids_limit,
@@ -268,14 +301,13 @@ class DevboxService:
                 f"id -u {devbox.username} >/dev/null 2>&1 || "
                 f"useradd --create-home --uid {devbox.uid} --shell /bin/bash {devbox.username}"
             )
-        if devbox.entrypoint:
-            steps.append(f"mkdir -p {ENTRYPOINT_GATE.rsplit('/', 1)[0]}")
         return " && ".join(steps) or None
 
     async def _provision(self, devbox: Devbox, startup: StartupContent) -> None:
         name = container_name(devbox.id)
         try:
-            container_id = await self._driver.run_container(self._container_spec(devbox, startup.secret_env))
+            env_dir = await asyncio.to_thread(self._env_files.write, devbox.id, startup.environment(devbox))
+            container_id = await self._driver.run_container(self._container_spec(devbox, env_dir))
             await self._store.update_fields(devbox.id, container_id=container_id)
             if not await self._move(devbox.id, S.INITIALIZING):
                 await self._driver.remove(name)  # shut down while we were creating it
@@ -289,12 +321,12 @@ class DevboxService:
                     return
             await self._startup.write_files(devbox, startup.files)
             for repo in startup.repos:
-                problem = await self._startup.clone(devbox, repo)
+                problem = await self._startup.clone(devbox, repo, startup.environment(devbox))
                 if problem:
                     await self.fail(devbox.id, FailureReason.EXECUTION_FAILED, problem)
                     return
             for command in devbox.launch_parameters.get("launch_commands") or []:
-                if not await self._run_launch_command(devbox, command):
+                if not await self._run_launch_command(devbox, command, startup.environment(devbox)):
                     return
             # Running first, then open the gate: an entrypoint that exits at once must find the devbox
             # running, so its exit reads as entrypoint_exit rather than as a failure during set-up.
@@ -305,9 +337,13 @@ class DevboxService:
             if current is not None and current.status not in TERMINAL:
                 await self.fail(devbox.id, FailureReason.EXECUTION_FAILED, f"provisioning failed: {exc}")
 
-    async def _run_launch_command(self, devbox: Devbox, command: str) -> bool:
+    async def _run_launch_command(self, devbox: Devbox, command: str, env: dict[str, str]) -> bool:
         result = await self._driver.exec(
-            container_name(devbox.id), ["bash", "-lc", command], user=devbox.username, workdir=devbox.home
+            container_name(devbox.id),
+            ["bash", "-lc", command],
+            user=devbox.username,
+            workdir=devbox.home,
+            environment=env,
         )
         output = (result.stdout + result.stderr).decode(errors="replace")
         await self._logs.append(
@@ -362,7 +398,7 @@ class DevboxService:
         await self._log(devbox_id, LogSource.SETUP_COMMANDS, "error", message)
         await self._end_executions(devbox_id, f"devbox failed: {message}")
         try:
-            await self._driver.remove(container_name(devbox_id))
+            await self._remove_container(devbox_id)
         except BackendError as exc:
             log.warning("could not remove the container of failed devbox %s: %s", devbox_id, exc)
         return moved
@@ -385,11 +421,16 @@ class DevboxService:
         await self._store.update_fields(devbox_id, last_activity_ms=now_ms())
 
     async def touch(self, devbox_id: str) -> None:
-        """Record activity (executions, file operations) for idle policies."""
-        await self._store.update_fields(devbox_id, last_activity_ms=now_ms())
+        """Record activity (executions, file operations) for idle policies: at most one write per
+        TOUCH_INTERVAL_MS per devbox, so a stream of commands does not pay a write each."""
+        at = now_ms()
+        if at - self._touched.get(devbox_id, 0) < TOUCH_INTERVAL_MS:
+            return
+        self._touched[devbox_id] = at
+        await self._store.update_fields(devbox_id, last_activity_ms=at)
 
     async def require_running(self, owner: str, devbox_id: str, action: str) -> Devbox:
-        devbox = await self.get(owner, devbox_id)
+        devbox = await self.get(owner, devbox_id, with_transitions=False)
         if devbox.status != S.RUNNING:
             hint = " (resume it first)" if devbox.status == S.SUSPENDED else ""
             raise InvalidState(f"cannot {action}: devbox {devbox_id} is {devbox.status.value}, not running{hint}")
@@ -445,17 +486,35 @@ class DevboxService:
             await self._move(devbox_id, S.RUNNING, from_any=[S.RESUMING])
 
     async def shutdown(
-        self, owner: str, devbox_id: str, reason: ShutdownReason = ShutdownReason.API_SHUTDOWN
+        self,
+        owner: str,
+        devbox_id: str,
+        reason: ShutdownReason = ShutdownReason.API_SHUTDOWN,
+        force: bool = False,
     ) -> Devbox:
-        """Remove the container and end the devbox; shutting down an ended devbox returns it unchanged."""
+        """Remove the container and end the devbox; shutting down an ended devbox returns it unchanged.
+        A snapshot in progress blocks it (409) unless `force`, which ends the snapshot as an error."""
         devbox = await self.get(owner, devbox_id)
+        if devbox.status not in TERMINAL and await self._snapshots.in_progress_for(devbox_id):
+            if not force:
+                raise Conflict(
+                    f"devbox {devbox_id} has a disk snapshot in progress; wait for it, or shut down with force=true"
+                )
+            await self._snapshots.fail_in_progress(devbox_id, "the devbox was shut down (force) during the snapshot")
         if devbox.status not in TERMINAL:
             moved = await self._move(devbox_id, S.SHUTDOWN, shutdown_reason=reason.value)
             if moved is not None:
                 devbox = moved
                 await self._end_executions(devbox_id, "devbox was shut down")
-        await self._driver.remove(container_name(devbox_id))
+        await self._remove_container(devbox_id)
         return await self.get(owner, devbox_id)
+
+    async def _remove_container(self, devbox_id: str) -> None:
+        """The container and its environment file go together."""
+        await self._driver.remove(container_name(devbox_id))
+        await asyncio.to_thread(self._env_files.remove, devbox_id)
+        for listener in self.removed_listeners:
+            listener(devbox_id)
 
     async def wait_for_status(
         self, owner: str, devbox_id: str, statuses: list[str], timeout_seconds: float | None
@@ -501,7 +560,7 @@ class DevboxService:
             await self._record_entrypoint_output(devbox_id, state.exit_code)
             if await self._move(devbox_id, S.SHUTDOWN, shutdown_reason=ShutdownReason.ENTRYPOINT_EXIT.value):
                 await self._end_executions(devbox_id, "the entrypoint exited and the devbox shut down")
-                await self._driver.remove(name)
+                await self._remove_container(devbox_id)
         elif removed or state is None:
             await self.fail(
                 devbox_id, FailureReason.EXECUTION_FAILED, "the devbox's container was removed outside devboxd"

@@ -10,7 +10,7 @@ import contextlib
 import signal
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO
 
 from app.domain.devbox import Devbox, Execution, LogEntry, now_ms
@@ -150,6 +150,7 @@ class ExecutionService:
         live = self._live.get(execution.id)
         if live is not None:
             await live.finished.wait()
+            return await self.detail(live.execution, last_n=None)
         return await self.detail(await self.get(owner, devbox_id, execution.id), last_n=None)
 
     async def execute_async(
@@ -217,9 +218,11 @@ class ExecutionService:
             uuid.UUID(command_id)
         except ValueError:
             raise InvalidRequest(f"command_id must be a UUID (UUIDv7 recommended), got {command_id!r}") from None
-        await self._devboxes.get(owner, devbox_id)
-        if await self._store.by_command_id(devbox_id, command_id, owner) is not None:
-            execution = await self._by_command_id(owner, devbox_id, command_id, command)
+        existing = await self._store.by_command_id(devbox_id, command_id, owner)
+        if existing is not None:
+            if existing.command != command:
+                raise Conflict(f"command_id {command_id} was already used for a different command")
+            execution = existing
         else:
             execution = await self.execute_async(owner, devbox_id, command, shell_name, None, command_id)
         timeout = hold_seconds(optimistic_timeout, WAIT_DEFAULT_SECONDS, WAIT_MAX_SECONDS)
@@ -227,10 +230,10 @@ class ExecutionService:
 
     async def _wait(self, owner: str, devbox_id: str, execution: Execution, timeout: float) -> Execution:
         live = self._live.get(execution.id)
-        if live is not None:  # the fast path: no polling of the store while it runs
+        if live is not None:  # the fast path: no reads of the store while it runs
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(live.finished.wait()), timeout)
-            return await self.get(owner, devbox_id, execution.id)
+            return live.execution
         execution_id = execution.id
         execution, _ = await self._watch.wait_until(
             f"executions:{devbox_id}",
@@ -254,6 +257,7 @@ class ExecutionService:
                 killed.cancel()
                 if not live.killed.is_set():
                     await self._store.update(execution.id, status=ExecutionStatus.RUNNING.value)
+                    live.execution = replace(execution, status=ExecutionStatus.RUNNING)
                     self._watch.notify(f"executions:{execution.devbox_id}")
             if live.killed.is_set():
                 note = "execution was killed before it started"
@@ -291,22 +295,30 @@ class ExecutionService:
 
     async def _finish(self, live: LiveExecution, exit_status: int, note: str | None) -> None:
         execution = live.execution
+        end = now_ms()
+        entry = LogEntry(
+            devbox_id=execution.devbox_id,
+            timestamp_ms=end,
+            source=LogSource.EXEC.value,
+            level="info" if exit_status == 0 else "error",
+            message=note or f"exit status {exit_status}",
+            cmd=execution.command,
+            cmd_id=execution.id,
+            exit_code=exit_status,
+            shell_name=execution.shell_name,
+        )
         try:
-            won = await self._store.complete(execution.id, exit_status, note, now_ms())
-            if won:
-                await self._logs.append(
-                    LogEntry(
-                        devbox_id=execution.devbox_id,
-                        timestamp_ms=now_ms(),
-                        source=LogSource.EXEC.value,
-                        level="info" if exit_status == 0 else "error",
-                        message=note or f"exit status {exit_status}",
-                        cmd=execution.command,
-                        cmd_id=execution.id,
-                        exit_code=exit_status,
-                        shell_name=execution.shell_name,
-                    )
+            if await self._store.complete(execution.id, exit_status, note, end, entry):
+                live.execution = replace(
+                    execution,
+                    status=ExecutionStatus.COMPLETED,
+                    exit_status=exit_status,
+                    stderr=note,
+                    end_time_ms=end,
                 )
+                self._watch.notify(f"logs:{execution.devbox_id}")
+            else:  # a devbox stop ended it first: what the store says is the truth
+                live.execution = await self._store.get(execution.devbox_id, execution.id, execution.owner) or execution
         finally:
             self._live.pop(execution.id, None)
             live.finished.set()

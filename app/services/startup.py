@@ -42,6 +42,10 @@ class StartupContent:
     repos: list[CodeMount] = field(default_factory=list)
     secret_env: dict[str, str] = field(default_factory=dict, repr=False)
 
+    def environment(self, devbox: Devbox) -> dict[str, str]:
+        """What every command in the devbox sees: its environment variables plus its secrets."""
+        return {**devbox.environment, **self.secret_env}
+
 
 def _code_mount(raw: dict[str, Any], where: str) -> CodeMount:
     owner, name = raw.get("repo_owner"), raw.get("repo_name")
@@ -109,7 +113,7 @@ class StartupWriter:
         for path, content in files:
             await self._files.write_bytes(devbox, path, content.encode())
 
-    async def clone(self, devbox: Devbox, repo: CodeMount) -> str | None:
+    async def clone(self, devbox: Devbox, repo: CodeMount, devbox_env: dict[str, str]) -> str | None:
         """Clone (and install) one repository; the failure message, or None on success."""
         url = f"{self._git_base_url}/{repo.repo_owner}/{repo.repo_name}.git"
         dest = f"{devbox.home}/{repo.repo_name}"
@@ -133,7 +137,11 @@ class StartupWriter:
             return f"code mount {repo.repo_owner}/{repo.repo_name}: git clone failed (exit {result.exit_code})"
         if repo.install_command:
             result = await self._driver.exec(
-                container_name(devbox.id), ["bash", "-lc", repo.install_command], user=devbox.username, workdir=dest
+                container_name(devbox.id),
+                ["bash", "-lc", repo.install_command],
+                user=devbox.username,
+                workdir=dest,
+                environment=devbox_env,
             )
             output = result.stdout + result.stderr
             if not await self._record(devbox, repo.install_command, result.exit_code, output, repo.token):

@@ -55,13 +55,16 @@ class DevboxStore:
         transitions = await self._transitions(conn, [r.id for r in rows])
         return [_to_devbox(r, transitions[r.id]) for r in rows]
 
-    async def get(self, devbox_id: str, owner: str | None = None) -> Devbox | None:
+    async def get(self, devbox_id: str, owner: str | None = None, with_transitions: bool = True) -> Devbox | None:
+        """`with_transitions=False` saves a query on hot paths that only need the devbox's current state."""
         query = select(devboxes).where(devboxes.c.id == devbox_id)
         if owner is not None:
             query = query.where(devboxes.c.owner == owner)
         async with self._engine.connect() as conn:
             row = (await conn.execute(query)).first()
-            return (await self._load(conn, [row]))[0] if row else None
+            if row is None:
+                return None
+            return (await self._load(conn, [row]))[0] if with_transitions else _to_devbox(row, [])
 
     async def list_page(
         self, owner: str, status: DevboxStatus | None, limit: int, starting_after: str | None

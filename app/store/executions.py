@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import ColumnElement, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.domain.devbox import Execution
+from app.domain.devbox import Execution, LogEntry
 from app.domain.statuses import ExecutionStatus
-from app.store.tables import executions
+from app.store.tables import devbox_logs, executions
 
 _FIELDS = [c.name for c in executions.columns]
 
@@ -50,8 +51,11 @@ class ExecutionStore:
         async with self._engine.begin() as conn:
             await conn.execute(update(executions).where(executions.c.id == execution_id).values(**fields))
 
-    async def complete(self, execution_id: str, exit_status: int, note: str | None, end_time_ms: int) -> bool:
-        """Record the end of an execution unless something else (a devbox stop) ended it first."""
+    async def complete(
+        self, execution_id: str, exit_status: int, note: str | None, end_time_ms: int, log: LogEntry
+    ) -> bool:
+        """Record the end of an execution, and its log entry in the same transaction (one write per
+        command), unless something else (a devbox stop) ended it first."""
         query = (
             update(executions)
             .where(executions.c.id == execution_id, executions.c.status != ExecutionStatus.COMPLETED.value)
@@ -63,7 +67,10 @@ class ExecutionStore:
             )
         )
         async with self._engine.begin() as conn:
-            return bool((await conn.execute(query)).rowcount)
+            if not (await conn.execute(query)).rowcount:
+                return False
+            await conn.execute(insert(devbox_logs).values(**asdict(log)))
+            return True
 
     async def complete_unfinished(self, devbox_id: str | None, exit_status: int, stderr: str, now_ms: int) -> int:
         """End executions that can no longer finish (devbox gone, server restarted); returns how many."""

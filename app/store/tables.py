@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -90,4 +91,24 @@ devbox_logs = Table(
     Column("exit_code", Integer),
     Column("shell_name", String(256)),
     Index("ix_devbox_logs_devbox", "devbox_id", "seq"),
+)
+
+disk_snapshots = Table(
+    "disk_snapshots",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("source_devbox_id", String(64), nullable=False),  # no foreign key: snapshots outlive devboxes
+    Column("status", String(32), nullable=False),
+    Column("create_time_ms", BigInteger, nullable=False),
+    Column("name", String(256)),
+    Column("metadata", JSON, nullable=False),
+    Column("commit_message", Text),
+    Column("source_blueprint_id", String(64)),
+    Column("image", String(512)),
+    Column("size_bytes", BigInteger),
+    Column("error_message", Text),
+    Column("public", Boolean, nullable=False),
+    Index("ix_disk_snapshots_owner_id", "owner", "id"),
+    Index("ix_disk_snapshots_devbox", "source_devbox_id"),
 )

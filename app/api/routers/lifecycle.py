@@ -34,6 +34,7 @@ _HANDLED_FIELDS = {
     "mounts",
     "code_mounts",
     "secrets",
+    "snapshot_id",
 }
 _LAUNCH_FIELDS_WITHOUT_SUPPORT = ("required_services", "network_policy_id", "after_idle", "lifecycle")
 CREATE_AND_AWAIT_SECONDS = 25.0
@@ -59,6 +60,7 @@ def _create_request(body: DevboxCreateParameters | None) -> CreateDevbox:
         mounts=body.mounts or [],
         code_mounts=body.code_mounts or [],
         secrets=body.secrets or {},
+        snapshot_id=body.snapshot_id,
         other_fields=other,
     )
 
@@ -131,7 +133,7 @@ async def resume_devbox(svc: Svc, owner: Tenant, id: str) -> DevboxView:
 async def shutdown_devbox(svc: Svc, owner: Tenant, id: str, force: str | None = Query(None)) -> DevboxView:
     if force is not None and force.lower() not in ("true", "false"):
         raise InvalidRequest(f"force must be 'true' or 'false', got {force!r}")
-    return devbox_view(await svc.devboxes.shutdown(owner, id))
+    return devbox_view(await svc.devboxes.shutdown(owner, id, force=(force or "").lower() == "true"))
 
 
 @router.post("/{id}/keep_alive", response_model=EmptyRecord)

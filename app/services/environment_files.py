@@ -1,0 +1,46 @@
+"""A devbox's private state: what must never travel into a snapshot of its disk.
+
+Docker copies a container's configured environment into every image committed from it, so secrets
+there would travel into snapshots (and `docker inspect`). Instead each devbox gets a host directory,
+bind-mounted at ENV_DIR, and bind mounts are never part of a commit. It holds:
+- `env`: the environment variables and secrets, NUL-separated NAME=value pairs, root-only; the
+  command agent, the entrypoint and launch commands read it;
+- `shells/`: the named shells' saved state (their environment includes the secrets);
+- `launched`: the entrypoint's go signal.
+The directory survives suspend/resume and server restarts, and goes with the container.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+ENV_DIR = "/run/devboxd-env"
+ENV_FILE = f"{ENV_DIR}/env"
+
+
+def encode_environment(env: dict[str, str]) -> bytes:
+    return b"".join(f"{name}={value}".encode() + b"\0" for name, value in env.items())
+
+
+class EnvironmentFiles:
+    def __init__(self, root: Path) -> None:
+        self._root = root
+
+    def host_dir(self, devbox_id: str) -> Path:
+        return self._root / devbox_id
+
+    def write(self, devbox_id: str, env: dict[str, str]) -> Path:
+        folder = self.host_dir(devbox_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o711)  # the devbox user may pass through (to its shells' state) but not list it
+        target = folder / "env"
+        fd = os.open(target.with_suffix(".new"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(encode_environment(env))
+        os.replace(target.with_suffix(".new"), target)
+        return folder
+
+    def remove(self, devbox_id: str) -> None:
+        shutil.rmtree(self.host_dir(devbox_id), ignore_errors=True)
