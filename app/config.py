@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     docker_threads: int = Field(32, description="Worker threads for blocking Docker calls.")
     stop_timeout_seconds: int = Field(3, description="Grace period before SIGKILL when a container is stopped.")
     pids_limit: int = Field(4096, description="Max processes in one devbox.")
+    timer_tick_seconds: float = Field(
+        1.0, gt=0, le=60, description="How often keep-alive and idle deadlines are checked."
+    )
     git_base_url: str = Field("https://github.com", description="Where code mounts clone <owner>/<repo>.git from.")
     secrets: dict[str, str] = Field(default_factory=dict, description="Secret name -> value, as a JSON object.")
     secrets_file: Path | None = Field(None, description="A JSON file of secret name -> value (merged over secrets).")

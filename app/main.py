@@ -25,6 +25,7 @@ from app.services.execution_output import OutputSpool
 from app.services.executions import ExecutionService
 from app.services.files import FileService
 from app.services.health import HealthService
+from app.services.lifecycle_timers import LifecycleTimers
 from app.services.logs import LogService
 from app.services.reconciler import Reconciler
 from app.services.snapshots import SnapshotService
@@ -129,6 +130,8 @@ def create_app(settings: Settings) -> FastAPI:
         else:
             tasks.spawn(_reconcile_when_possible(reconciler, snapshot_service, driver), name="reconcile")
         follower = asyncio.create_task(reconciler.follow_engine_events(), name="engine-events")
+        timers = LifecycleTimers(devboxes, devbox_store, executions.busy_devboxes, settings.timer_tick_seconds)
+        timer_task = asyncio.create_task(timers.run(), name="lifecycle-timers")
         wants_build = settings.build_image_on_start and not settings.default_image
         if wants_build and await driver.ping() and not await driver.image_exists(image):
             tasks.spawn(_build_image(driver, health), name="build-image")
@@ -136,9 +139,10 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
-            follower.cancel()
-            with suppress(asyncio.CancelledError):
-                await follower
+            for task in (follower, timer_task):
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
             channels.close_all()
             await tasks.drain(timeout=5)
             driver.close()

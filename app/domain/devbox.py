@@ -49,6 +49,7 @@ class Devbox:
     failure_reason: str | None = None
     shutdown_reason: str | None = None
     last_activity_ms: int = 0
+    keep_alive_ms: int | None = None  # when the keep-alive countdown last restarted
     transitions: list[Transition] = field(default_factory=list)
 
     @property

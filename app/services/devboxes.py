@@ -36,6 +36,7 @@ from app.domain.statuses import (
     SnapshotStatus,
     sources_for,
 )
+from app.domain.timers import check_keep_alive, idle_policy
 from app.domain.usage import Usage, compute_usage
 from app.drivers.base import LABEL_DEVBOX, LABEL_INSTANCE, LABEL_MANAGED, ContainerSpec, SandboxDriver
 from app.services.background import BackgroundTasks
@@ -65,7 +66,6 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _USERNAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 WAIT_DEFAULT_SECONDS = 10.0
 WAIT_MAX_SECONDS = 30.0
-MAX_KEEP_ALIVE_SECONDS = 172_800
 TOUCH_INTERVAL_MS = 1000
 
 
@@ -97,8 +97,7 @@ NOT_SUPPORTED: dict[str, str] = {
     "mcp": "MCP specs are not supported by this server",
     "launch_parameters.required_services": "containerized services are not supported by this server",
     "launch_parameters.network_policy_id": "network policies are not supported by this server",
-    "launch_parameters.after_idle": "idle policies (after_idle) are not supported by this server yet",
-    "launch_parameters.lifecycle": "lifecycle policies are not supported by this server yet",
+    "launch_parameters.lifecycle.resume_triggers": "resume triggers are not supported by this server yet",
 }
 
 
@@ -188,9 +187,8 @@ class DevboxService:
         for name in request.environment:
             if not _ENV_NAME.match(name):
                 raise InvalidRequest(f"environment variable name {name!r} is not a valid shell identifier")
-        keep_alive = params.get("keep_alive_time_seconds")
-        if keep_alive is not None and not 0 < keep_alive <= MAX_KEEP_ALIVE_SECONDS:
-            raise InvalidRequest(f"keep_alive_time_seconds must be 1..{MAX_KEEP_ALIVE_SECONDS}, got {keep_alive}")
+        check_keep_alive(params.get("keep_alive_time_seconds"))
+        idle_policy(params)
         if params.get("architecture") not in (None, "x86_64"):
             raise InvalidRequest("architecture arm64 is not supported by this server (x86_64 only)")
         username, uid = self._user_of(params)
@@ -230,6 +228,7 @@ class DevboxService:
             memory_bytes=placement.memory_bytes,
             disk_gb=wanted.disk_gb,
             last_activity_ms=created,
+            keep_alive_ms=created,
             transitions=[Transition(S.PROVISIONING, created)],
         )
         await self._store.insert(devbox)
@@ -418,7 +417,8 @@ class DevboxService:
         devbox = await self.get(owner, devbox_id)
         if devbox.status in TERMINAL:
             raise InvalidState(f"devbox {devbox_id} is {devbox.status.value}; keep_alive needs a live devbox")
-        await self._store.update_fields(devbox_id, last_activity_ms=now_ms())
+        at = now_ms()
+        await self._store.update_fields(devbox_id, last_activity_ms=at, keep_alive_ms=at)
 
     async def touch(self, devbox_id: str) -> None:
         """Record activity (executions, file operations) for idle policies: at most one write per
@@ -482,7 +482,8 @@ class DevboxService:
     async def finish_resume(self, devbox_id: str) -> None:
         """Start the stopped container and mark the devbox running."""
         if await self._engine_step(devbox_id, "resume", self._driver.start(container_name(devbox_id))):
-            await self._store.update_fields(devbox_id, last_activity_ms=now_ms())
+            at = now_ms()  # a resumed devbox starts its idle and keep-alive countdowns afresh
+            await self._store.update_fields(devbox_id, last_activity_ms=at, keep_alive_ms=at)
             await self._move(devbox_id, S.RUNNING, from_any=[S.RESUMING])
 
     async def shutdown(

@@ -129,6 +129,10 @@ class ExecutionService:
         self._shells = ShellQueue()
         devboxes.running_listeners.append(self.warm_up)
 
+    def busy_devboxes(self) -> set[str]:
+        """Devboxes with commands running or queued: active for the idle timers."""
+        return {live.execution.devbox_id for live in self._live.values()}
+
     def warm_up(self, devbox_id: str) -> None:
         """Open the channel as soon as the devbox runs, so its first command does not wait for it."""
 

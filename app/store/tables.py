@@ -44,6 +44,7 @@ devboxes = Table(
     Column("disk_gb", Integer, nullable=False),
     Column("container_id", String(128)),
     Column("last_activity_ms", BigInteger, nullable=False),
+    Column("keep_alive_ms", BigInteger),
     Index("ix_devboxes_owner_id", "owner", "id"),
     Index("ix_devboxes_status", "status"),
 )

@@ -235,7 +235,7 @@ def test_unknown_execution_and_devbox_are_404(shared_http, devbox_id):
 
 
 def test_kill_running_execution_returns_output_so_far(shared_http, devbox_id):
-    started = start(shared_http, devbox_id, "echo before-kill; echo err-before >&2; sleep 300; echo after-kill")
+    started = start(shared_http, devbox_id, "echo err-before >&2; echo before-kill; sleep 300; echo after-kill")
     eid = started["execution_id"]
     assert first_chunk(shared_http, devbox_id, eid)["output"] == "before-kill\n"
     killed = shared_http.post(exec_url(devbox_id, eid) + "/kill", json={})
@@ -282,7 +282,7 @@ def test_kill_with_process_group_kills_background_children(shared_http, devbox_i
     eid = started["execution_id"]
     assert first_chunk(shared_http, devbox_id, eid)["output"] == "ready\n"
     try:
-        assert process_alive(shared_http, devbox_id, pid_file)
+        assert sync(shared_http, devbox_id, f"kill -0 $(cat {pid_file}) && echo alive")["stdout"] == "alive\n"
         killed = shared_http.post(exec_url(devbox_id, eid) + "/kill", json={"kill_process_group": True})
         assert killed.status_code == 200, killed.text
         assert (killed.json()["status"], killed.json()["exit_status"]) == ("completed", 137)
@@ -361,6 +361,18 @@ def test_send_std_in_interrupt_stops_the_command(shared_http, devbox_id):
     assert response.json() == {"devbox_id": devbox_id, "execution_id": eid, "success": True}
     finished = done(shared_http, devbox_id, eid, seconds=20)
     assert (finished["status"], finished["exit_status"]) == ("completed", 130)
+
+
+def test_send_std_in_interrupt_on_named_shell_keeps_its_state(shared_http, devbox_id):
+    shell = unique("intr")
+    sync(shared_http, devbox_id, "cd /tmp && export KEEP_ME=1", shell_name=shell)
+    started = start(shared_http, devbox_id, "sleep 300", shell_name=shell, attach_stdin=True)
+    eid = started["execution_id"]
+    wait_exec(shared_http, devbox_id, eid, ["running"])
+    assert send_stdin(shared_http, devbox_id, eid, signal="INTERRUPT").status_code == 200
+    assert done(shared_http, devbox_id, eid, seconds=20)["exit_status"] == 130
+    after = sync(shared_http, devbox_id, 'pwd; echo "$KEEP_ME"', shell_name=shell)
+    assert after["stdout"] == "/tmp\n1\n"
 
 
 def test_send_std_in_errors(shared_http, devbox_id):
@@ -448,6 +460,22 @@ def test_named_shell_runs_commands_in_order_while_others_run_in_parallel(shared_
     for execution in executions:
         assert done(shared_http, devbox_id, execution["execution_id"])["exit_status"] == 0
     assert sync(shared_http, devbox_id, f"cat {order_file}")["stdout"] == "0\n1\n2\n"
+
+
+def test_concurrent_commands_on_one_shell_are_serialized(shared_http, devbox_id):
+    shell = unique("serial")
+    sync(shared_http, devbox_id, "export COUNTER=0", shell_name=shell)
+
+    def bump(_: int) -> str:
+        return sync(shared_http, devbox_id, "export COUNTER=$((COUNTER + 1)); sleep 0.02; echo $COUNTER", shell)[
+            "stdout"
+        ]
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        outputs = list(pool.map(bump, range(20)))
+    # Each command saw the previous one's export: no two ran at once, none was lost.
+    assert sorted(int(o) for o in outputs) == list(range(1, 21))
+    assert sync(shared_http, devbox_id, "echo $COUNTER", shell_name=shell)["stdout"] == "20\n"
 
 
 def test_other_shells_and_unnamed_commands_run_while_a_shell_is_busy(shared_http, devbox_id):

@@ -36,7 +36,7 @@ _HANDLED_FIELDS = {
     "secrets",
     "snapshot_id",
 }
-_LAUNCH_FIELDS_WITHOUT_SUPPORT = ("required_services", "network_policy_id", "after_idle", "lifecycle")
+_LAUNCH_FIELDS_WITHOUT_SUPPORT = ("required_services", "network_policy_id")
 CREATE_AND_AWAIT_SECONDS = 25.0
 
 
@@ -50,6 +50,8 @@ def _create_request(body: DevboxCreateParameters | None) -> CreateDevbox:
     other = [name for name in type(body).model_fields if name not in _HANDLED_FIELDS and _set(getattr(body, name))]
     if launch is not None:
         other += [f"launch_parameters.{n}" for n in _LAUNCH_FIELDS_WITHOUT_SUPPORT if _set(getattr(launch, n))]
+        if launch.lifecycle is not None and _set(launch.lifecycle.resume_triggers):
+            other.append("launch_parameters.lifecycle.resume_triggers")
     return CreateDevbox(
         name=body.name,
         metadata=body.metadata or {},
