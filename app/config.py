@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     docker_threads: int = Field(32, description="Worker threads for blocking Docker calls.")
     stop_timeout_seconds: int = Field(3, description="Grace period before SIGKILL when a container is stopped.")
     pids_limit: int = Field(4096, description="Max processes in one devbox.")
+    network: str = Field(
+        "devboxd", description="Docker network for devboxes, created with inter-container traffic off."
+    )
+    runtime: str | None = Field(None, description="Docker runtime for devboxes (e.g. runsc); engine default if unset.")
     timer_tick_seconds: float = Field(
         1.0, gt=0, le=60, description="How often keep-alive and idle deadlines are checked."
     )

@@ -19,7 +19,7 @@ from app.services.agent_channel import AgentChannels
 from app.services.auth import ApiKeys, load_or_create_key
 from app.services.background import BackgroundTasks
 from app.services.container_files import ContainerFiles
-from app.services.devboxes import DevboxService
+from app.services.devboxes import ContainerPolicy, DevboxService
 from app.services.environment_files import EnvironmentFiles
 from app.services.execution_output import OutputSpool
 from app.services.executions import ExecutionService
@@ -100,7 +100,7 @@ def create_app(settings: Settings) -> FastAPI:
             instance,
             image,
             settings.stop_timeout_seconds,
-            settings.pids_limit,
+            ContainerPolicy(settings.pids_limit, settings.network, settings.runtime),
             startup,
             secrets,
             EnvironmentFiles(settings.data_dir / "devbox-env"),

@@ -8,10 +8,11 @@ Frames, both ways: 4-byte header length, 4-byte body length (big-endian), JSON h
 Server -> agent ops: hello, run, stdin (body), eof, signal.
 Agent -> server events: hello, started, out (body, fd 1 or 2), exit.
 
-Named shells keep their state (cwd, exported environment, functions, aliases) in files written by an
-EXIT trap of every command, so `exit 3` ends the command with status 3 and the shell lives on. The
-files live in the devbox's private mount, so a shell survives an agent restart and a suspend/resume,
-and never travels into a snapshot (its saved environment holds the devbox's secrets).
+Named shells keep their state (cwd, exported environment, other variables and arrays, functions,
+aliases, umask) in files written by an EXIT trap of every command, so `exit 3` ends the command with
+status 3 and the shell lives on. A killed command (no trap runs) leaves the state as it was before it.
+The files live in the devbox's private mount, so a shell survives an agent restart and a
+suspend/resume, and never travels into a snapshot (its saved environment holds the devbox's secrets).
 """
 
 from __future__ import annotations
@@ -52,9 +53,21 @@ __devboxd_save() {
   __devboxd_rc=$?
   {
     builtin pwd > "$__devboxd_state/cwd.new"
-    for __devboxd_v in $(compgen -e); do printf '%s=%s\0' "$__devboxd_v" "${!__devboxd_v}"; done \
-      > "$__devboxd_state/env.new"
-    { declare -f; alias -p; } > "$__devboxd_state/functions.new"
+    __devboxd_vars=$(compgen -v)
+    for __devboxd_v in $__devboxd_vars; do
+      case ${!__devboxd_v@a} in *x*) printf '%s=%s\0' "$__devboxd_v" "${!__devboxd_v}" ;; esac
+    done > "$__devboxd_state/env.new"
+    {
+      declare -f; alias -p; umask -p
+      for __devboxd_v in $__devboxd_vars; do
+        case $__devboxd_v in
+          BASH*|FUNCNAME|GROUPS|DIRSTACK|RANDOM|SRANDOM|SECONDS|LINENO|HISTCMD|OPTIND|OPTARG|OPTERR) continue ;;
+          PIPESTATUS|EPOCH*|COLUMNS|LINES|IFS|PS[0-9]|_|__devboxd_*|COMP_*|SHLVL|HOSTNAME|HOSTTYPE) continue ;;
+          MACHTYPE|OSTYPE|SHELLOPTS|UID|EUID|PPID) continue ;;
+        esac
+        case ${!__devboxd_v@a} in *[xr]*) ;; *) declare -p "$__devboxd_v" ;; esac
+      done
+    } > "$__devboxd_state/functions.new"
   } 2>/dev/null
   exit $__devboxd_rc
 }

@@ -25,6 +25,8 @@ class ContainerSpec:
     hostname: str = "devbox"
     working_dir: str = "/"
     binds: dict[str, str] = field(default_factory=dict)  # host directory -> container path
+    network: str | None = None  # an isolated network: devboxes on it cannot reach one another
+    runtime: str | None = None  # an OCI runtime other than the engine's default (e.g. runsc)
 
 
 @dataclass(frozen=True)

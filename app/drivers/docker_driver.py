@@ -41,6 +41,22 @@ STREAM_QUEUE_CHUNKS = 8
 # Engine frames are small; handing each one across threads costs more than the copy. Batch to ~1 MiB.
 STREAM_BATCH_BYTES = 1024 * 1024
 API_VERSION = "1.41"
+# Docker's default set minus MKNOD (device nodes), NET_RAW (raw sockets: spoofing, ARP tricks) and SETPCAP.
+# What remains is what a dev user with sudo needs: file ownership, users and groups for package
+# managers, binding low ports, chroot for build tools, capabilities on installed files.
+DEVBOX_CAPABILITIES = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETFCAP",
+    "NET_BIND_SERVICE",
+    "SYS_CHROOT",
+    "AUDIT_WRITE",
+]
 
 
 class DockerDriver:
@@ -85,8 +101,27 @@ class DockerDriver:
     async def ensure_default_image(self, progress: Callable[[str], None]) -> str:
         return await self._run(docker_image.ensure_default_image, self._client, progress)
 
+    def _ensure_network(self, name: str) -> None:
+        """A bridge with inter-container traffic off: devboxes reach the internet, never each other."""
+        api = self._client.api
+        if any(n["Name"] == name for n in api.networks(names=[name])):  # the filter matches substrings
+            return
+        try:
+            api.create_network(
+                name,
+                driver="bridge",
+                options={"com.docker.network.bridge.enable_icc": "false"},
+                labels={LABEL_MANAGED: "true"},
+                check_duplicate=True,
+            )
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # created by a concurrent create: fine
+                raise
+
     def _run_container_blocking(self, spec: ContainerSpec) -> str:
         api = self._client.api
+        if spec.network:
+            self._ensure_network(spec.network)
         host_config = api.create_host_config(
             nano_cpus=int(spec.cpus * 1e9),
             mem_limit=spec.memory_bytes,
@@ -94,7 +129,12 @@ class DockerDriver:
             pids_limit=spec.pids_limit,
             init=True,  # tini as PID 1 reaps the zombies that agents' commands leave behind
             privileged=False,
+            cap_drop=["ALL"],
+            cap_add=DEVBOX_CAPABILITIES,
+            # no-new-privileges is not set: it would break sudo (setuid), which devbox users rely on.
             binds={host: {"bind": path, "mode": "rw"} for host, path in spec.binds.items()},
+            network_mode=spec.network,
+            runtime=spec.runtime,
         )
         created = api.create_container(
             image=spec.image,

@@ -55,6 +55,7 @@ class AgentChannel:
         self._sinks: dict[str, CommandSink] = {}
         self._hello: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._reader: asyncio.Task[None] | None = None
+        self._close_reason: str | None = None
         self.closed = False
 
     async def start(self) -> None:
@@ -89,7 +90,9 @@ class AgentChannel:
     async def signal(self, execution_id: str, signum: int, group: bool) -> None:
         await self._channel.write(frame({"op": "signal", "id": execution_id, "signal": signum, "group": group}))
 
-    def close(self) -> None:
+    def close(self, why: str | None = None) -> None:
+        """End the channel; commands still on it end with `why` (default: the devbox stopped)."""
+        self._close_reason = self._close_reason or why
         self._channel.close()
 
     async def _read_loop(self) -> None:
@@ -116,6 +119,7 @@ class AgentChannel:
             why = f"the channel into the devbox failed: {exc}"
         finally:
             self.closed = True
+            why = self._close_reason or why
             self._channel.close()
             if not self._hello.done():
                 self._hello.set_exception(BackendError("the command agent exited before answering"))
@@ -178,4 +182,4 @@ class AgentChannels:
 
     def close_all(self) -> None:
         for channel in list(self._channels.values()):
-            channel.close()
+            channel.close("the server stopped while this command ran")

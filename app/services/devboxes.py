@@ -69,6 +69,15 @@ WAIT_MAX_SECONDS = 30.0
 TOUCH_INTERVAL_MS = 1000
 
 
+@dataclass(frozen=True)
+class ContainerPolicy:
+    """How every devbox container is confined, from the server's settings."""
+
+    pids_limit: int = 4096
+    network: str | None = None
+    runtime: str | None = None
+
+
 @dataclass
 class CreateDevbox:
     """A validated create request, in the service's terms."""
@@ -113,7 +122,7 @@ class DevboxService:
         instance: str,
         default_image: str,
         stop_timeout_seconds: int,
-        pids_limit: int,
+        containers: ContainerPolicy,
         startup: StartupWriter,
         secrets: dict[str, str],
         env_files: EnvironmentFiles,
@@ -128,7 +137,7 @@ class DevboxService:
         self._instance = instance
         self.default_image = default_image
         self._stop_timeout = stop_timeout_seconds
-        self._pids_limit = pids_limit
+        self._containers = containers
         self._startup = startup
         self._secrets = secrets
         self._env_files = env_files
@@ -284,7 +293,9 @@ class DevboxService:
             binds={str(env_dir): ENV_DIR},
             cpus=devbox.cpus,
             memory_bytes=devbox.memory_bytes,
-            pids_limit=self._pids_limit,
+            pids_limit=self._containers.pids_limit,
+            network=self._containers.network,
+            runtime=self._containers.runtime,
             hostname=devbox.id.replace("_", "-")[:63],
             # Not the home: Docker would create it root-owned before useradd could make it the user's.
             # Every exec names its own working directory anyway.
