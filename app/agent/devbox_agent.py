@@ -42,7 +42,7 @@ DROPPED_ENV = {"PWD", "SHLVL", "_"}
 
 # Runs every named-shell command: restores functions and aliases, runs the command in this shell, and
 # saves the state on exit whatever the exit path (`exit N`, a failing `set -e`, the end of the script).
-# Builtins only, no extra processes but one subshell: this runs on every command. The agent moves the
+# Builtins only, no extra process: this runs on every command. The agent moves the
 # *.new files into place once the command exited, so a command killed mid-save keeps the old state.
 SHELL_WRAPPER = r"""
 __devboxd_state=$1
@@ -53,13 +53,14 @@ __devboxd_save() {
   __devboxd_rc=$?
   {
     builtin pwd > "$__devboxd_state/cwd.new"
-    __devboxd_vars=$(compgen -v)
-    for __devboxd_v in $__devboxd_vars; do
+    compgen -v > "$__devboxd_state/vars"  # a file, not $(...): no subshell to fork
+    mapfile -t __devboxd_vars < "$__devboxd_state/vars"
+    for __devboxd_v in "${__devboxd_vars[@]}"; do
       case ${!__devboxd_v@a} in *x*) printf '%s=%s\0' "$__devboxd_v" "${!__devboxd_v}" ;; esac
     done > "$__devboxd_state/env.new"
     {
       declare -f; alias -p; umask -p
-      for __devboxd_v in $__devboxd_vars; do
+      for __devboxd_v in "${__devboxd_vars[@]}"; do
         case $__devboxd_v in
           BASH*|FUNCNAME|GROUPS|DIRSTACK|RANDOM|SRANDOM|SECONDS|LINENO|HISTCMD|OPTIND|OPTARG|OPTERR) continue ;;
           PIPESTATUS|EPOCH*|COLUMNS|LINES|IFS|PS[0-9]|_|__devboxd_*|COMP_*|SHLVL|HOSTNAME|HOSTTYPE) continue ;;

@@ -42,11 +42,11 @@ class OutputSpool:
     def path(self, devbox_id: str, execution_id: str, fd: int) -> Path:
         return self._root / devbox_id / f"{execution_id}.{'out' if fd == STDOUT else 'err'}"
 
-    def open_for_append(self, devbox_id: str, execution_id: str) -> dict[int, BinaryIO]:
+    def open_for_append(self, devbox_id: str, execution_id: str, fd: int) -> BinaryIO:
         folder = self._root / devbox_id
         folder.mkdir(parents=True, exist_ok=True)
         # Unbuffered: a reader that was woken up finds the bytes already in the file.
-        return {fd: open(self.path(devbox_id, execution_id, fd), "ab", buffering=0) for fd in (STDOUT, STDERR)}
+        return open(self.path(devbox_id, execution_id, fd), "ab", buffering=0)
 
     def size(self, devbox_id: str, execution_id: str, fd: int) -> int:
         try:

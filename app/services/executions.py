@@ -60,6 +60,7 @@ class LiveExecution:
     devbox: Devbox
     attach_stdin: bool
     notify_output: Callable[[], None]
+    spool: OutputSpool
     files: dict[int, BinaryIO] = field(default_factory=dict)
     channel: AgentChannel | None = None
     ended: asyncio.Future[tuple[int, str | None]] = field(
@@ -73,7 +74,10 @@ class LiveExecution:
         pass
 
     def output(self, fd: int, data: bytes) -> None:
-        self.files[fd].write(data)
+        target = self.files.get(fd)
+        if target is None:  # created on first output: most commands print nothing to one stream or both
+            target = self.files[fd] = self.spool.open_for_append(self.execution.devbox_id, self.execution.id, fd)
+        target.write(data)
         self.notify_output()
 
     def exited(self, exit_code: int) -> None:
@@ -193,7 +197,7 @@ class ExecutionService:
                 turn.set_result(None)
             raise
         live = LiveExecution(
-            execution, devbox, bool(attach_stdin), lambda: self._watch.notify(f"output:{execution.id}")
+            execution, devbox, bool(attach_stdin), lambda: self._watch.notify(f"output:{execution.id}"), self._spool
         )
         self._live[execution.id] = live
         self._tasks.spawn(self._drive(live, before, turn), name=f"exec-{execution.id}")
@@ -284,7 +288,6 @@ class ExecutionService:
         execution, devbox = live.execution, live.devbox
         channel = await self._channels.get(devbox.id)
         live.channel = channel
-        live.files = self._spool.open_for_append(devbox.id, execution.id)
         await self._devboxes.touch(devbox.id)
         await channel.run(
             execution.id, execution.command, devbox.username, execution.shell_name, live.attach_stdin, live

@@ -69,7 +69,7 @@ class ExecutionStore:
         async with self._engine.begin() as conn:
             if not (await conn.execute(query)).rowcount:
                 return False
-            await conn.execute(insert(devbox_logs).values(**asdict(log)))
+            await conn.execute(insert(devbox_logs), [asdict(log)])
             return True
 
     async def complete_unfinished(self, devbox_id: str | None, exit_status: int, stderr: str, now_ms: int) -> int:
