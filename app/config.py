@@ -29,6 +29,9 @@ class Settings(BaseSettings):
         "devboxd", description="Docker network for devboxes, created with inter-container traffic off."
     )
     runtime: str | None = Field(None, description="Docker runtime for devboxes (e.g. runsc); engine default if unset.")
+    tunnel_domain: str = Field(
+        "localhost", description="Tunnels answer at {port}-{tunnel_key}.<this domain> on the API port."
+    )
     timer_tick_seconds: float = Field(
         1.0, gt=0, le=60, description="How often keep-alive and idle deadlines are checked."
     )

@@ -11,7 +11,8 @@ from fastapi import FastAPI
 
 from app.api.deps import Services
 from app.api.errors import install_error_handlers
-from app.api.routers import files, lifecycle, logs, shell, snapshots, system
+from app.api.routers import files, lifecycle, logs, shell, snapshots, system, tunnels
+from app.api.tunnel_proxy import TunnelProxy
 from app.config import Settings
 from app.drivers.docker_driver import DockerDriver
 from app.drivers.docker_image import default_image_tag
@@ -31,6 +32,7 @@ from app.services.reconciler import Reconciler
 from app.services.snapshots import SnapshotService
 from app.services.startup import StartupWriter
 from app.services.status_watch import StatusWatch
+from app.services.tunnels import TunnelService
 from app.store.database import create_engine_for, migrate
 from app.store.devboxes import DevboxStore
 from app.store.executions import ExecutionStore
@@ -120,6 +122,7 @@ def create_app(settings: Settings) -> FastAPI:
             logs=LogService(devboxes, log_store, watch),
             files=FileService(devboxes, container_files),
             snapshots=snapshot_service,
+            tunnels=TunnelService(devboxes, devbox_store, driver),
         )
         app.state.health = health
         app.state.status_watch = watch
@@ -159,4 +162,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(shell.router)
     app.include_router(logs.router)
     app.include_router(files.router)
+    app.include_router(tunnels.router)
+    app.add_middleware(TunnelProxy, domain=settings.tunnel_domain)
     return app

@@ -27,6 +27,7 @@ def hypercorn_config(settings: Settings) -> Config:
 
 def serve(settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the tunnel proxy's client: one line per request
     app = create_app(settings)
 
     async def main() -> None:

@@ -14,6 +14,7 @@ from app.services.executions import ExecutionService
 from app.services.files import FileService
 from app.services.logs import LogService
 from app.services.snapshots import SnapshotService
+from app.services.tunnels import TunnelService
 
 
 @dataclass
@@ -23,6 +24,7 @@ class Services:
     logs: LogService
     files: FileService
     snapshots: SnapshotService
+    tunnels: TunnelService
 
 
 def services(request: Request) -> Services:

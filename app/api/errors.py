@@ -49,15 +49,18 @@ def error_response(status: int, code: str, detail: object) -> JSONResponse:
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 401: "unauthorized"}
 
 
+def domain_error_response(exc: DomainError) -> JSONResponse:
+    status = next((code for kind, code in STATUS_OF.items() if isinstance(exc, kind)), 400)
+    response = error_response(status, exc.code, exc.message)
+    if status == 401:
+        response.headers["www-authenticate"] = "Bearer"
+    return response
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
-        status = next((code for kind, code in STATUS_OF.items() if isinstance(exc, kind)), 400)
-        if status == 401:
-            response = error_response(status, exc.code, exc.message)
-            response.headers["www-authenticate"] = "Bearer"
-            return response
-        return error_response(status, exc.code, exc.message)
+        return domain_error_response(exc)
 
     @app.exception_handler(BackendError)
     async def _backend(_: Request, exc: BackendError) -> JSONResponse:

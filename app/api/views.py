@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.api.schemas.devboxes import DevboxResourceUsageView, DevboxStateTransition, DevboxView
+from app.api.schemas.devboxes import DevboxResourceUsageView, DevboxStateTransition, DevboxView, TunnelView
 from app.api.schemas.executions import DevboxAsyncExecutionDetailView, DevboxExecutionDetailView
 from app.api.schemas.snapshots import DevboxDiskSnapshotView, DevboxSnapshotAsyncStatusView
 from app.domain.devbox import Devbox
@@ -29,6 +29,7 @@ def devbox_view(devbox: Devbox) -> DevboxView:
         state_transitions=[
             DevboxStateTransition(status=t.status.value, transition_time_ms=t.time_ms) for t in devbox.transitions
         ],
+        tunnel=TunnelView.model_validate(devbox.tunnel) if devbox.tunnel else None,
     )
 
 

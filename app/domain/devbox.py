@@ -50,6 +50,8 @@ class Devbox:
     shutdown_reason: str | None = None
     last_activity_ms: int = 0
     keep_alive_ms: int | None = None  # when the keep-alive countdown last restarted
+    tunnel_key: str | None = None
+    tunnel: dict[str, Any] | None = None  # TunnelView fields (auth_token included when authenticated)
     transitions: list[Transition] = field(default_factory=list)
 
     @property

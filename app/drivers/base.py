@@ -146,6 +146,10 @@ class SandboxDriver(Protocol):
         """Remove the image; False while a container still uses it. A missing image is success."""
         ...
 
+    async def address(self, container_id: str) -> str | None:
+        """The container's IP address as the server reaches it; None when it has none (stopped)."""
+        ...
+
     async def logs(self, container_id: str) -> bytes: ...
 
     async def list_managed(self, instance: str) -> dict[str, str]:

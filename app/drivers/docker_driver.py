@@ -330,6 +330,16 @@ class DockerDriver:
             raise
         return True
 
+    async def address(self, container_id: str) -> str | None:
+        try:
+            data = await self._run(self._client.api.inspect_container, container_id)
+        except ContainerGone:
+            return None
+        for network in (data.get("NetworkSettings") or {}).get("Networks", {}).values():
+            if network.get("IPAddress"):
+                return str(network["IPAddress"])
+        return None
+
     async def logs(self, container_id: str) -> bytes:
         return await self._run(self._client.api.logs, container_id, stdout=True, stderr=True)
 

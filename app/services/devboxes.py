@@ -92,13 +92,13 @@ class CreateDevbox:
     code_mounts: list[dict[str, Any]] = field(default_factory=list)
     secrets: dict[str, str] = field(default_factory=dict)
     snapshot_id: str | None = None
+    tunnel: dict[str, Any] | None = None  # a new tunnel's fields (app/services/tunnels.new_tunnel)
     # Names of other create fields the caller set; each must be supported or the create is refused.
     other_fields: list[str] = field(default_factory=list)
 
 
 # Features this server does not provide (yet): refusing them beats silently dropping what was asked.
 NOT_SUPPORTED: dict[str, str] = {
-    "tunnel": "tunnels are not supported by this server yet",
     "blueprint_id": "blueprints are not supported by this server",
     "blueprint_name": "blueprints are not supported by this server",
     "repo_connection_id": "repository connections are not supported by this server",
@@ -238,6 +238,8 @@ class DevboxService:
             disk_gb=wanted.disk_gb,
             last_activity_ms=created,
             keep_alive_ms=created,
+            tunnel_key=request.tunnel["tunnel_key"] if request.tunnel else None,
+            tunnel=request.tunnel,
             transitions=[Transition(S.PROVISIONING, created)],
         )
         await self._store.insert(devbox)

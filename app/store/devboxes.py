@@ -109,6 +109,12 @@ class DevboxStore:
             row = (await conn.execute(select(devboxes).where(devboxes.c.id == devbox_id))).one()
             return (await self._load(conn, [row]))[0]
 
+    async def by_tunnel_key(self, tunnel_key: str) -> Devbox | None:
+        query = select(devboxes).where(devboxes.c.tunnel_key == tunnel_key)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return _to_devbox(row, []) if row else None
+
     async def update_fields(self, devbox_id: str, **fields: Any) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(update(devboxes).where(devboxes.c.id == devbox_id).values(**fields))

@@ -45,8 +45,11 @@ devboxes = Table(
     Column("container_id", String(128)),
     Column("last_activity_ms", BigInteger, nullable=False),
     Column("keep_alive_ms", BigInteger),
+    Column("tunnel_key", String(64)),
+    Column("tunnel", JSON),
     Index("ix_devboxes_owner_id", "owner", "id"),
     Index("ix_devboxes_status", "status"),
+    Index("ux_devboxes_tunnel_key", "tunnel_key", unique=True),
 )
 
 devbox_transitions = Table(

@@ -21,6 +21,7 @@ from app.api.views import devbox_view, usage_view
 from app.domain.errors import InvalidRequest
 from app.domain.statuses import DevboxStatus
 from app.services.devboxes import CreateDevbox
+from app.services.tunnels import new_tunnel
 
 router = APIRouter(prefix="/v1/devboxes", tags=["Devbox-Lifecycle"])
 
@@ -35,6 +36,7 @@ _HANDLED_FIELDS = {
     "code_mounts",
     "secrets",
     "snapshot_id",
+    "tunnel",
 }
 _LAUNCH_FIELDS_WITHOUT_SUPPORT = ("required_services", "network_policy_id")
 CREATE_AND_AWAIT_SECONDS = 25.0
@@ -63,6 +65,9 @@ def _create_request(body: DevboxCreateParameters | None) -> CreateDevbox:
         code_mounts=body.code_mounts or [],
         secrets=body.secrets or {},
         snapshot_id=body.snapshot_id,
+        tunnel=new_tunnel(body.tunnel.auth_mode, body.tunnel.http_keep_alive, body.tunnel.wake_on_http)
+        if body.tunnel
+        else None,
         other_fields=other,
     )
 

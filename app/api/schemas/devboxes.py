@@ -64,7 +64,7 @@ class DevboxCreateParameters(StrictRequest):
     metadata: dict[str, str] | None = None
     code_mounts: list[dict[str, Any]] | None = None
     mounts: list[dict[str, Any]] | None = None
-    tunnel: dict[str, Any] | None = None
+    tunnel: TunnelConfig | None = None
     gateways: dict[str, Any] | None = None
     mcp: dict[str, Any] | None = None
 
@@ -85,6 +85,21 @@ class DevboxStateTransition(BaseModel):
     transition_time_ms: int
 
 
+class TunnelConfig(StrictRequest):
+    auth_mode: Literal["open", "authenticated"] | None = None
+    http_keep_alive: bool | None = None
+    wake_on_http: bool | None = None
+
+
+class TunnelView(BaseModel):
+    tunnel_key: str
+    auth_mode: Literal["open", "authenticated"]
+    auth_token: str | None = None
+    create_time_ms: int
+    http_keep_alive: bool
+    wake_on_http: bool
+
+
 class DevboxView(BaseModel):
     id: str
     name: str | None = None
@@ -103,7 +118,7 @@ class DevboxView(BaseModel):
     launch_parameters: dict[str, Any]
     capabilities: list[Literal["unknown", "docker_in_docker"]]
     state_transitions: list[DevboxStateTransition]
-    tunnel: dict[str, Any] | None = None
+    tunnel: TunnelView | None = None
     gateway_specs: dict[str, Any] | None = None
     mcp_specs: dict[str, Any] | None = None
 
