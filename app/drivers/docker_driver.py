@@ -312,7 +312,9 @@ class DockerDriver:
             tag=tag,
             message=message or "",
             pause=True,
-            conf={"Labels": {LABEL_MANAGED: "true"}},
+            # Docker merges the container's labels into the image: blank the ones naming the source devbox
+            # and server, or containers run from the image would pass for that devbox's.
+            conf={"Labels": {LABEL_MANAGED: "true", LABEL_DEVBOX: "", LABEL_INSTANCE: ""}},
         )
 
     async def top_layer_size(self, image: str) -> int:

@@ -60,7 +60,7 @@ class SnapshotQuery:
     metadata: dict[str, list[str]] = field(default_factory=dict)  # key -> accepted values
     limit: int = 20
     starting_after: str | None = None
-    include_total_count: bool = False
+    include_total_count: bool = True
 
     def matches(self, snapshot: DiskSnapshot) -> bool:
         if self.devbox_id and snapshot.source_devbox_id != self.devbox_id:

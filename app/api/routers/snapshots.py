@@ -28,9 +28,9 @@ def _fields(body: DevboxSnapshotRequest | None) -> SnapshotFields:
     return SnapshotFields(name=body.name, metadata=body.metadata or {}, commit_message=body.commit_message)
 
 
-def _bool(value: str | None, name: str) -> bool:
+def _bool(value: str | None, name: str, default: bool) -> bool:
     if value is None or value == "":
-        return False
+        return default
     if value.lower() not in ("true", "false"):
         raise InvalidRequest(f"{name} must be true or false, got {value!r}")
     return value.lower() == "true"
@@ -57,7 +57,7 @@ def _query(request: Request) -> SnapshotQuery:
         metadata=metadata,
         limit=limit,
         starting_after=params.get("starting_after") or None,
-        include_total_count=_bool(params.get("include_total_count"), "include_total_count"),
+        include_total_count=_bool(params.get("include_total_count"), "include_total_count", default=True),
     )
 
 
