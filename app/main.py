@@ -91,6 +91,7 @@ def create_app(settings: Settings) -> FastAPI:
         log_store = LogStore(engine, on_append=lambda devbox_id: watch.notify(f"logs:{devbox_id}"))
         container_files = ContainerFiles(log_store, driver)
         instance = settings.resolved_instance_id
+        private_files = EnvironmentFiles(settings.data_dir / "devbox-env")
         startup = StartupWriter(container_files, log_store, driver, settings.git_base_url)
         devboxes = DevboxService(
             devbox_store,
@@ -105,10 +106,10 @@ def create_app(settings: Settings) -> FastAPI:
             ContainerPolicy(settings.pids_limit, settings.network, settings.runtime),
             startup,
             secrets,
-            EnvironmentFiles(settings.data_dir / "devbox-env"),
+            private_files,
             snapshot_store,
         )
-        channels = AgentChannels(driver)
+        channels = AgentChannels(driver, private_files)
         spool = OutputSpool(settings.data_dir / "executions")
         executions = ExecutionService(devboxes, execution_store, log_store, channels, spool, watch, tasks)
         reconciler = Reconciler(

@@ -130,10 +130,6 @@ class SandboxDriver(Protocol):
 
     async def open_channel(self, container_id: str, argv: list[str], user: str) -> ExecChannel: ...
 
-    async def put_file(self, container_id: str, path: str, data: bytes, mode: int) -> None:
-        """Write a file owned by root, creating its parent directories (works on stopped containers too)."""
-        ...
-
     async def commit(self, container_id: str, image: str, message: str | None) -> None:
         """Save the container's filesystem as `image` (repository:tag)."""
         ...

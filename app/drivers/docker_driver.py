@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import logging
 import socket
-import tarfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -292,14 +290,6 @@ class DockerDriver:
             _close_socket(sock)
             raise
         return DockerExecChannel(reader, writer)
-
-    async def put_file(self, container_id: str, path: str, data: bytes, mode: int) -> None:
-        archive = io.BytesIO()
-        with tarfile.open(fileobj=archive, mode="w") as tar:
-            info = tarfile.TarInfo(path.lstrip("/"))
-            info.size, info.mode, info.mtime = len(data), mode, int(time.time())
-            tar.addfile(info, io.BytesIO(data))
-        await self._run(self._client.api.put_archive, container_id, "/", archive.getvalue())
 
     async def commit(self, container_id: str, image: str, message: str | None) -> None:
         repository, _, tag = image.rpartition(":")

@@ -18,12 +18,12 @@ from typing import Any, Protocol
 from app.domain.devbox import container_name
 from app.domain.errors import BackendError
 from app.drivers.base import ExecChannel, SandboxDriver
+from app.services.environment_files import AGENT_FILE, EnvironmentFiles
 
 log = logging.getLogger(__name__)
 
 AGENT_SOURCE = Path(__file__).resolve().parents[1] / "agent" / "devbox_agent.py"
-AGENT_PATH = "/run/devboxd/agent.py"
-AGENT_ARGV = ["python3", "-I", "-S", AGENT_PATH]
+AGENT_ARGV = ["python3", "-I", "-S", AGENT_FILE]
 HEADER = struct.Struct(">II")
 HANDSHAKE_SECONDS = 15.0
 
@@ -149,8 +149,9 @@ class AgentChannel:
 class AgentChannels:
     """One channel per running devbox, opened once however many commands ask at the same time."""
 
-    def __init__(self, driver: SandboxDriver) -> None:
+    def __init__(self, driver: SandboxDriver, private_files: EnvironmentFiles) -> None:
         self._driver = driver
+        self._private_files = private_files
         self._channels: dict[str, AgentChannel] = {}
         self._opening: dict[str, asyncio.Future[AgentChannel]] = {}
         self._source = AGENT_SOURCE.read_bytes()
@@ -168,8 +169,11 @@ class AgentChannels:
 
     async def _open(self, devbox_id: str) -> AgentChannel:
         name = container_name(devbox_id)
-        # Installed on every open: the devbox may come from an older snapshot, or have deleted it.
-        await self._driver.put_file(name, AGENT_PATH, self._source, 0o644)
+        # Installed on every open, into the devbox's private mount: always this server's version.
+        try:
+            await asyncio.to_thread(self._private_files.install_agent, devbox_id, self._source)
+        except OSError as exc:
+            raise BackendError(f"cannot install the command agent: {exc}") from exc
         exec_channel = await self._driver.open_channel(name, AGENT_ARGV, user="root")
         channel = AgentChannel(devbox_id, exec_channel, self._forget)
         await channel.start()

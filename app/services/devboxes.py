@@ -142,8 +142,9 @@ class DevboxService:
         self._secrets = secrets
         self._env_files = env_files
         self._snapshots = snapshots
-        # Called with the devbox id whenever a devbox reaches running (after create or resume).
-        self.running_listeners: list[Callable[[str], None]] = []
+        # Called with the devbox id whenever its container (re)starts: at create, before set-up, so work
+        # such as opening the command channel overlaps with it; and at resume.
+        self.started_listeners: list[Callable[[str], None]] = []
         # Called with the devbox id after its container was removed (images it used may now go).
         self.removed_listeners: list[Callable[[str], None]] = []
         self._touched: dict[str, int] = {}
@@ -320,6 +321,7 @@ class DevboxService:
         try:
             env_dir = await asyncio.to_thread(self._env_files.write, devbox.id, startup.environment(devbox))
             container_id = await self._driver.run_container(self._container_spec(devbox, env_dir))
+            self._container_started(devbox.id)
             await self._store.update_fields(devbox.id, container_id=container_id)
             if not await self._move(devbox.id, S.INITIALIZING):
                 await self._driver.remove(name)  # shut down while we were creating it
@@ -392,10 +394,11 @@ class DevboxService:
         moved = await self._store.transition(devbox_id, to, sources, at, **fields)
         if moved is not None:
             self._watch.notify(devbox_id)
-            if to == S.RUNNING:
-                for listener in self.running_listeners:
-                    listener(devbox_id)
         return moved
+
+    def _container_started(self, devbox_id: str) -> None:
+        for listener in self.started_listeners:
+            listener(devbox_id)
 
     async def _log(self, devbox_id: str, source: LogSource, level: str, message: str) -> None:
         await self._logs.append(
@@ -495,6 +498,7 @@ class DevboxService:
     async def finish_resume(self, devbox_id: str) -> None:
         """Start the stopped container and mark the devbox running."""
         if await self._engine_step(devbox_id, "resume", self._driver.start(container_name(devbox_id))):
+            self._container_started(devbox_id)
             at = now_ms()  # a resumed devbox starts its idle and keep-alive countdowns afresh
             await self._store.update_fields(devbox_id, last_activity_ms=at, keep_alive_ms=at)
             await self._move(devbox_id, S.RUNNING, from_any=[S.RESUMING])

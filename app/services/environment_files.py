@@ -6,7 +6,9 @@ bind-mounted at ENV_DIR, and bind mounts are never part of a commit. It holds:
 - `env`: the environment variables and secrets, NUL-separated NAME=value pairs, root-only; the
   command agent, the entrypoint and launch commands read it;
 - `shells/`: the named shells' saved state (their environment includes the secrets);
-- `launched`: the entrypoint's go signal.
+- `launched`: the entrypoint's go signal;
+- `agent.py`: the command agent (app/agent), the server's own version, written on every channel open
+  (a host file write, where copying it into the container would cost a `docker cp`).
 The directory survives suspend/resume and server restarts, and goes with the container.
 """
 
@@ -18,6 +20,7 @@ from pathlib import Path
 
 ENV_DIR = "/run/devboxd-env"
 ENV_FILE = f"{ENV_DIR}/env"
+AGENT_FILE = f"{ENV_DIR}/agent.py"
 
 
 def encode_environment(env: dict[str, str]) -> bytes:
@@ -41,6 +44,15 @@ class EnvironmentFiles:
             f.write(encode_environment(env))
         os.replace(target.with_suffix(".new"), target)
         return folder
+
+    def install_agent(self, devbox_id: str, source: bytes) -> None:
+        folder = self.host_dir(devbox_id)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"devbox {devbox_id} has no private directory")
+        fresh = folder / "agent.py.new"
+        fresh.write_bytes(source)
+        fresh.chmod(0o644)
+        os.replace(fresh, folder / "agent.py")
 
     def remove(self, devbox_id: str) -> None:
         shutil.rmtree(self.host_dir(devbox_id), ignore_errors=True)

@@ -131,14 +131,14 @@ class ExecutionService:
         self._tasks = tasks
         self._live: dict[str, LiveExecution] = {}
         self._shells = ShellQueue()
-        devboxes.running_listeners.append(self.warm_up)
+        devboxes.started_listeners.append(self.warm_up)
 
     def busy_devboxes(self) -> set[str]:
         """Devboxes with commands running or queued: active for the idle timers."""
         return {live.execution.devbox_id for live in self._live.values()}
 
     def warm_up(self, devbox_id: str) -> None:
-        """Open the channel as soon as the devbox runs, so its first command does not wait for it."""
+        """Open the channel as soon as the container runs, so the devbox's first command does not wait."""
 
         async def open_channel() -> None:
             with contextlib.suppress(BackendError, DomainError):

@@ -53,7 +53,7 @@ class TunnelService:
         self._store = store
         self._driver = driver
         self._addresses: dict[str, str] = {}
-        devboxes.running_listeners.append(self._forget_address)
+        devboxes.started_listeners.append(self._forget_address)
 
     def _forget_address(self, devbox_id: str) -> None:
         """A (re)started container may have a new address."""
