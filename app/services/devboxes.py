@@ -148,6 +148,9 @@ class DevboxService:
         # Called with the devbox id after its container was removed (images it used may now go).
         self.removed_listeners: list[Callable[[str], None]] = []
         self._touched: dict[str, int] = {}
+        # Running devboxes as of their last status change: every change goes through _move, so this
+        # answers require_running (once per command) without a query.
+        self._running: dict[str, Devbox] = {}
 
     # ----- reads -------------------------------------------------------------------------------
 
@@ -394,6 +397,10 @@ class DevboxService:
         moved = await self._store.transition(devbox_id, to, sources, at, **fields)
         if moved is not None:
             self._watch.notify(devbox_id)
+            if to == S.RUNNING:
+                self._running[devbox_id] = moved
+            else:
+                self._running.pop(devbox_id, None)
         return moved
 
     def _container_started(self, devbox_id: str) -> None:
@@ -446,6 +453,9 @@ class DevboxService:
         await self._store.update_fields(devbox_id, last_activity_ms=at)
 
     async def require_running(self, owner: str, devbox_id: str, action: str) -> Devbox:
+        cached = self._running.get(devbox_id)
+        if cached is not None and cached.owner == owner:
+            return cached
         devbox = await self.get(owner, devbox_id, with_transitions=False)
         if devbox.status != S.RUNNING:
             hint = " (resume it first)" if devbox.status == S.SUSPENDED else ""
