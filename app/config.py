@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     tunnel_domain: str = Field(
         "localhost", description="Tunnels answer at {port}-{tunnel_key}.<this domain> on the API port."
     )
+    pty_idle_ttl_seconds: int = Field(
+        300, ge=1, le=86_400, description="How long a terminal session waits for its client to come back."
+    )
     timer_tick_seconds: float = Field(
         1.0, gt=0, le=60, description="How often keep-alive and idle deadlines are checked."
     )

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from app.api.deps import Services
 from app.api.errors import install_error_handlers
 from app.api.routers import files, lifecycle, logs, shell, snapshots, system, tunnels
+from app.api.routers import ptys as pty_routes
 from app.api.tunnel_proxy import TunnelProxy
 from app.config import Settings
 from app.drivers.docker_driver import DockerDriver
@@ -28,6 +29,7 @@ from app.services.files import FileService
 from app.services.health import HealthService
 from app.services.lifecycle_timers import LifecycleTimers
 from app.services.logs import LogService
+from app.services.ptys import PtyService
 from app.services.reconciler import Reconciler
 from app.services.snapshots import SnapshotService
 from app.services.startup import StartupWriter
@@ -115,6 +117,7 @@ def create_app(settings: Settings) -> FastAPI:
         reconciler = Reconciler(
             devboxes, devbox_store, execution_store, driver, instance, settings.stop_timeout_seconds
         )
+        ptys = PtyService(devboxes, channels, tasks, settings.pty_idle_ttl_seconds)
         snapshot_service = SnapshotService(devboxes, snapshot_store, driver, watch, tasks)
         health = HealthService(engine, driver, image)
         app.state.services = Services(
@@ -124,6 +127,7 @@ def create_app(settings: Settings) -> FastAPI:
             files=FileService(devboxes, container_files),
             snapshots=snapshot_service,
             tunnels=TunnelService(devboxes, devbox_store, driver),
+            ptys=ptys,
         )
         app.state.health = health
         app.state.status_watch = watch
@@ -134,7 +138,12 @@ def create_app(settings: Settings) -> FastAPI:
         else:
             tasks.spawn(_reconcile_when_possible(reconciler, snapshot_service, driver), name="reconcile")
         follower = asyncio.create_task(reconciler.follow_engine_events(), name="engine-events")
-        timers = LifecycleTimers(devboxes, devbox_store, executions.busy_devboxes, settings.timer_tick_seconds)
+        timers = LifecycleTimers(
+            devboxes,
+            devbox_store,
+            lambda: executions.busy_devboxes() | ptys.busy_devboxes(),
+            settings.timer_tick_seconds,
+        )
         timer_task = asyncio.create_task(timers.run(), name="lifecycle-timers")
         wants_build = settings.build_image_on_start and not settings.default_image
         if wants_build and await driver.ping() and not await driver.image_exists(image):
@@ -164,5 +173,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(logs.router)
     app.include_router(files.router)
     app.include_router(tunnels.router)
+    app.include_router(pty_routes.router)
     app.add_middleware(TunnelProxy, domain=settings.tunnel_domain)
     return app

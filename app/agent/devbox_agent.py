@@ -29,7 +29,8 @@ import signal
 import struct
 import subprocess
 import sys
-from typing import Any
+import termios
+from typing import IO, Any
 
 VERSION = 1
 HEADER = struct.Struct(">II")
@@ -92,6 +93,14 @@ def read_devbox_env() -> dict[str, str]:
     return env
 
 
+def set_winsize(fd: int, cols: int, rows: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def take_controlling_terminal() -> None:
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 def set_nonblocking(fd: int) -> None:
     fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
 
@@ -115,17 +124,23 @@ class Output:
 
 
 class Command:
-    def __init__(self, command_id: str, proc: subprocess.Popen[bytes]) -> None:
+    """A running command: its process, where its output comes from (stream number per file), and its
+    input. A terminal session is a command whose one pty master is both (input through a dup of it)."""
+
+    def __init__(
+        self, command_id: str, proc: subprocess.Popen[bytes], outputs: dict[int, IO[bytes]], stdin: IO[bytes] | None
+    ) -> None:
         self.id = command_id
         self.proc = proc
         self.pending_stdin = bytearray()
         self.eof_requested = False
-        self.stdin_fd = proc.stdin.fileno() if proc.stdin else None
-        assert proc.stdout is not None and proc.stderr is not None
-        self.output_fds = {proc.stdout.fileno(): 1, proc.stderr.fileno(): 2}
-        self.pipes = {proc.stdout.fileno(): proc.stdout, proc.stderr.fileno(): proc.stderr}
+        self.stdin = stdin
+        self.stdin_fd = stdin.fileno() if stdin is not None else None
+        self.output_fds = {f.fileno(): stream for stream, f in outputs.items()}
+        self.pipes = {f.fileno(): f for f in outputs.values()}
         self.finished = False
         self.shell_state: str | None = None
+        self.pty: int | None = None  # the pty master, for resizes and the foreground process group
 
 
 class Agent:
@@ -205,13 +220,16 @@ class Agent:
             command.eof_requested = command.eof_requested or op == "eof"
             self.flush_stdin(command)
         elif op == "signal":
-            try:
-                if header.get("group"):
+            with contextlib.suppress(OSError):
+                if header.get("foreground") and command.pty is not None:
+                    os.killpg(os.tcgetpgrp(command.pty), int(header["signal"]))
+                elif header.get("group"):
                     os.killpg(command.proc.pid, int(header["signal"]))
                 else:
                     os.kill(command.proc.pid, int(header["signal"]))
-            except OSError:
-                pass
+        elif op == "resize" and command.pty is not None:
+            with contextlib.suppress(OSError):  # the kernel sends SIGWINCH to the foreground process group
+                set_winsize(command.pty, int(header["cols"]), int(header["rows"]))
 
     # --- commands -----------------------------------------------------------------------------------------
 
@@ -249,37 +267,75 @@ class Agent:
         command_id: str = header["id"]
         try:
             user = pwd.getpwnam(header["user"])
-            state = None
-            if header.get("shell"):
-                state, argv, cwd, env = self.shell_plan(header["shell"], header["command"], user)
-            else:
-                argv, cwd, env = ["bash", "-lc", header["command"]], user.pw_dir, self.user_env(user)
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.PIPE if header.get("stdin") else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=cwd if os.path.isdir(cwd) else "/",
-                env=env,
-                user=user.pw_uid,
-                group=user.pw_gid,
-                extra_groups=os.getgrouplist(user.pw_name, user.pw_gid),
-                start_new_session=True,  # its own process group: kill and interrupt reach its children
-                close_fds=True,
-            )
+            command = self.spawn_terminal(command_id, user, header) if header.get("pty") else self.spawn(header, user)
         except Exception as exc:  # the command never started: report it the way a shell would
             self.out.send({"ev": "out", "id": command_id, "fd": 2}, f"devboxd agent: cannot start: {exc}\n".encode())
             self.out.send({"ev": "exit", "id": command_id, "code": 127})
             return
-        command = Command(command_id, proc)
-        command.shell_state = state
         self.commands[command_id] = command
         for fd in command.output_fds:
             set_nonblocking(fd)
             self.selector.register(fd, selectors.EVENT_READ, lambda fd=fd, c=command: self.read_output(c, fd))
         if command.stdin_fd is not None:
             set_nonblocking(command.stdin_fd)
-        self.out.send({"ev": "started", "id": command_id, "pid": proc.pid})
+        self.out.send({"ev": "started", "id": command_id, "pid": command.proc.pid})
+
+    def spawn(self, header: dict[str, Any], user: pwd.struct_passwd) -> Command:
+        state = None
+        if header.get("shell"):
+            state, argv, cwd, env = self.shell_plan(header["shell"], header["command"], user)
+        else:
+            argv, cwd, env = ["bash", "-lc", header["command"]], user.pw_dir, self.user_env(user)
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE if header.get("stdin") else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=cwd if os.path.isdir(cwd) else "/",
+            env=env,
+            user=user.pw_uid,
+            group=user.pw_gid,
+            extra_groups=os.getgrouplist(user.pw_name, user.pw_gid),
+            start_new_session=True,  # its own process group: kill and interrupt reach its children
+            close_fds=True,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        command = Command(header["id"], proc, {1: proc.stdout, 2: proc.stderr}, proc.stdin)
+        command.shell_state = state
+        return command
+
+    def spawn_terminal(self, command_id: str, user: pwd.struct_passwd, header: dict[str, Any]) -> Command:
+        """An interactive login bash on a new pty, as the user, with the pty as its controlling terminal."""
+        master, slave = os.openpty()
+        try:
+            os.fchown(slave, user.pw_uid, -1)  # the user's programs may reopen their terminal (/dev/tty)
+            set_winsize(master, int(header.get("cols") or 80), int(header.get("rows") or 24))
+            env = self.user_env(user)
+            env.setdefault("TERM", "xterm-256color")
+            proc = subprocess.Popen(
+                ["bash", "-l", "-i"],
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                cwd=user.pw_dir if os.path.isdir(user.pw_dir) else "/",
+                env=env,
+                user=user.pw_uid,
+                group=user.pw_gid,
+                extra_groups=os.getgrouplist(user.pw_name, user.pw_gid),
+                start_new_session=True,
+                preexec_fn=take_controlling_terminal,  # safe here: the agent has a single thread
+                close_fds=True,
+            )
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            os.close(slave)
+        command = Command(
+            command_id, proc, {1: os.fdopen(master, "rb", buffering=0)}, os.fdopen(os.dup(master), "wb", buffering=0)
+        )
+        command.pty = master
+        return command
 
     def flush_stdin(self, command: Command) -> None:
         fd = command.stdin_fd
@@ -307,9 +363,9 @@ class Agent:
             return
         if command.stdin_fd in self.selector.get_map():
             self.selector.unregister(command.stdin_fd)
-        if command.proc.stdin is not None:
+        if command.stdin is not None:
             with contextlib.suppress(OSError):
-                command.proc.stdin.close()
+                command.stdin.close()
         command.stdin_fd = None
 
     def read_output(self, command: Command, fd: int, drain: bool = False) -> None:
@@ -321,6 +377,8 @@ class Agent:
                 data = os.read(fd, READ_CHUNK)
             except BlockingIOError:
                 return
+            except OSError:  # EIO: a pty whose every process has gone
+                data = b""
             if not data:
                 self.selector.unregister(fd)
                 command.pipes.pop(fd).close()

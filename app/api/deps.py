@@ -13,6 +13,7 @@ from app.services.devboxes import DevboxService
 from app.services.executions import ExecutionService
 from app.services.files import FileService
 from app.services.logs import LogService
+from app.services.ptys import PtyService
 from app.services.snapshots import SnapshotService
 from app.services.tunnels import TunnelService
 
@@ -25,6 +26,7 @@ class Services:
     files: FileService
     snapshots: SnapshotService
     tunnels: TunnelService
+    ptys: PtyService
 
 
 def services(request: Request) -> Services:

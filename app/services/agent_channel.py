@@ -81,6 +81,25 @@ class AgentChannel:
             self._sinks.pop(execution_id, None)
             raise
 
+    async def open_terminal(self, session_id: str, user: str, cols: int, rows: int, sink: CommandSink) -> None:
+        """An interactive login bash on a pty; its output arrives as stream 1, input goes by send_stdin."""
+        if self.closed:
+            raise BackendError("the channel into the devbox closed")
+        self._sinks[session_id] = sink
+        header = {"op": "run", "id": session_id, "user": user, "pty": True, "cols": cols, "rows": rows}
+        try:
+            await self._channel.write(frame(header))
+        except BackendError:
+            self._sinks.pop(session_id, None)
+            raise
+
+    async def resize(self, session_id: str, cols: int, rows: int) -> None:
+        await self._channel.write(frame({"op": "resize", "id": session_id, "cols": cols, "rows": rows}))
+
+    async def signal_foreground(self, session_id: str, signum: int) -> None:
+        """To the terminal's foreground process group, as Ctrl-C in a terminal would."""
+        await self._channel.write(frame({"op": "signal", "id": session_id, "signal": signum, "foreground": True}))
+
     async def send_stdin(self, execution_id: str, data: bytes, eof: bool) -> None:
         if data:
             await self._channel.write(frame({"op": "stdin", "id": execution_id}, data))
