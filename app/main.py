@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from app.api.deps import Services
 from app.api.errors import install_error_handlers
-from app.api.routers import files, lifecycle, logs, shell, snapshots, system, tunnels
+from app.api.routers import files, lifecycle, logs, shell, snapshots, system, tunnels, unsupported
 from app.api.routers import ptys as pty_routes
 from app.api.tunnel_proxy import TunnelProxy
 from app.config import Settings
@@ -174,5 +174,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(files.router)
     app.include_router(tunnels.router)
     app.include_router(pty_routes.router)
+    app.include_router(unsupported.router)
     app.add_middleware(TunnelProxy, domain=settings.tunnel_domain)
     return app

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Query
+from sse_starlette import EventSourceResponse
 
 from app.api.deps import Svc, Tenant
 from app.api.schemas.common import EmptyRecord, MetadataKeysView, MetadataValuesView
@@ -98,6 +101,18 @@ async def list_devboxes(
         owner, DevboxStatus(status) if status else None, limit, starting_after or None, include_total_count
     )
     return DevboxListView(devboxes=[devbox_view(d) for d in devboxes], has_more=has_more, total_count=total)
+
+
+@router.get("/evictions/watch", tags=["Devbox"])
+async def watch_evictions(owner: Tenant) -> EventSourceResponse:
+    """SSE of evictions. This server never evicts a devbox to make room, so the stream only carries
+    keep-alive comments until the client leaves; it exists because the clients open it."""
+
+    async def nothing_to_report() -> AsyncIterator[dict[str, str]]:
+        await asyncio.Event().wait()
+        yield {}  # never reached
+
+    return EventSourceResponse(nothing_to_report(), ping=10)
 
 
 @router.get("/metadata/keys", response_model=MetadataKeysView, tags=["Devbox"])
