@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     pty_idle_ttl_seconds: int = Field(
         300, ge=1, le=86_400, description="How long a terminal session waits for its client to come back."
     )
+    max_body_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="Largest request body accepted (upload_file and tunnels excepted)."
+    )
     timer_tick_seconds: float = Field(
         1.0, gt=0, le=60, description="How often keep-alive and idle deadlines are checked."
     )

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
 
+from app.api.body_limit import BodyLimit
 from app.api.deps import Services
 from app.api.errors import install_error_handlers
 from app.api.routers import files, lifecycle, logs, shell, snapshots, system, tunnels, unsupported
@@ -175,5 +176,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(tunnels.router)
     app.include_router(pty_routes.router)
     app.include_router(unsupported.router)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(TunnelProxy, domain=settings.tunnel_domain)
     return app

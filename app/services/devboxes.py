@@ -25,6 +25,7 @@ from app.domain.errors import (
     WaitTimeout,
 )
 from app.domain.ids import new_id
+from app.domain.limits import check_metadata
 from app.domain.resources import fit_to_host, requested_resources
 from app.domain.statuses import (
     ALLOWED_TRANSITIONS,
@@ -200,6 +201,7 @@ class DevboxService:
         for name in request.environment:
             if not _ENV_NAME.match(name):
                 raise InvalidRequest(f"environment variable name {name!r} is not a valid shell identifier")
+        check_metadata(request.metadata)
         check_keep_alive(params.get("keep_alive_time_seconds"))
         idle_policy(params)
         if params.get("architecture") not in (None, "x86_64"):
@@ -432,6 +434,7 @@ class DevboxService:
     # ----- lifecycle operations ----------------------------------------------------------------
 
     async def update(self, owner: str, devbox_id: str, name: str | None, metadata: dict[str, str]) -> Devbox:
+        check_metadata(metadata)
         await self.get(owner, devbox_id)
         await self._store.update_fields(devbox_id, name=name, metadata=metadata)
         return await self.get(owner, devbox_id)

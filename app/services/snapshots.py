@@ -16,6 +16,7 @@ from typing import Any
 from app.domain.devbox import container_name, now_ms
 from app.domain.errors import BackendError, Conflict, InvalidRequest, InvalidState, NotFound
 from app.domain.ids import new_id
+from app.domain.limits import check_metadata
 from app.domain.snapshot import DiskSnapshot
 from app.domain.statuses import DevboxStatus, SnapshotStatus
 from app.drivers.base import SandboxDriver
@@ -48,6 +49,7 @@ class SnapshotFields:
             )
         if self.name is not None and len(self.name) > NAME_MAX:
             raise InvalidRequest(f"name is longer than {NAME_MAX} characters")
+        check_metadata(self.metadata)
         for key, value in self.metadata.items():
             if not isinstance(value, str):
                 raise InvalidRequest(f"metadata values must be strings; {key!r} is {type(value).__name__}")
