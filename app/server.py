@@ -18,6 +18,7 @@ def hypercorn_config(settings: Settings) -> Config:
     config = Config()
     config.bind = [f"{settings.host}:{settings.port}"]
     config.accesslog = None
+    config.include_server_header = False  # tunnelled responses carry the service's own
     config.keep_alive_timeout = 75
     config.graceful_timeout = 5
     # Long-polls hold up to 30 s and execute up to 25 s: never cut a request short on our side.

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpx
@@ -26,7 +27,10 @@ from app.services.tunnels import TunnelService, TunnelTarget
 
 log = logging.getLogger(__name__)
 
-PATH_PREFIX = re.compile(r"^/tunnels/(?P<key>[a-z0-9]+)/(?P<port>\d+)(?P<rest>/.*)?$")
+PATH_PREFIX = re.compile(rb"^/tunnels/(?P<key>[a-z0-9]+)/(?P<port>\d+)(?P<rest>/.*)?$")
+# Added by httpx unless the client sent them; a service must see only what the client asked for.
+CLIENT_DEFAULTS = ("accept", "accept-encoding", "user-agent", "connection")
+WAKE_RETRY_SECONDS = 60.0
 # Not forwarded: they describe one hop, not the message (RFC 9110 7.6.1), or are ours.
 HOP_BY_HOP = {
     b"connection",
@@ -48,13 +52,15 @@ class TunnelProxy:
         self._client: httpx.AsyncClient | None = None
 
     def _route(self, scope: Scope) -> tuple[str, int, str] | None:
-        """(tunnel key, port, path) when the request is for a tunnel."""
+        """(tunnel key, port, path as the client sent it, percent-encoding kept) for tunnel requests."""
         headers = dict(scope.get("headers") or [])
         host = headers.get(b"host", b"").decode("latin-1").lower()
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
         if match := self._host.match(host):
-            return match["key"], int(match["port"]), scope["path"]
-        if match := PATH_PREFIX.match(scope["path"]):
-            return match["key"], int(match["port"]), match["rest"] or "/"
+            return match["key"], int(match["port"]), raw_path.decode("latin-1")
+        if prefixed := PATH_PREFIX.match(raw_path):
+            rest = prefixed["rest"] or b"/"
+            return prefixed["key"].decode(), int(prefixed["port"]), rest.decode("latin-1")
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -96,38 +102,91 @@ class TunnelProxy:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send, target: TunnelTarget, path: str) -> None:
         if self._client is None:
-            # No timeouts on reads: streams (SSE, long polls) stay open as long as both ends want.
-            self._client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=10.0), follow_redirects=False)
+            # No read timeouts: streams (SSE, long polls) stay open as long as both ends want. No cookie
+            # jar: one client's cookies must never ride along with another client's requests.
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(None, connect=10.0),
+                follow_redirects=False,
+                cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
+            )
+        body_done = asyncio.Event()
 
         async def body() -> AsyncIterator[bytes]:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return
-                yield message.get("body", b"")
-                if not message.get("more_body"):
-                    return
+            try:
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return
+                    yield message.get("body", b"")
+                    if not message.get("more_body"):
+                        return
+            finally:
+                body_done.set()
 
+        request_headers = self._headers(scope, target)
+        sent = {k.lower() for k, _ in request_headers}
+        # A body only when the request has one: chunked framing on a bodiless GET confuses HTTP/1.0 servers.
+        has_body = b"content-length" in sent or b"transfer-encoding" in dict(scope["headers"])
+        if not has_body:
+            body_done.set()
         query = scope.get("query_string", b"").decode("latin-1")
         url = f"http://{target.host}:{target.port}{path}" + (f"?{query}" if query else "")
-        request = self._client.build_request(scope["method"], url, headers=self._headers(scope, target), content=body())
-        try:
-            upstream = await self._client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            detail = f"nothing answered on port {target.port} in devbox {target.devbox_id}: {exc}"
+        request = self._client.build_request(
+            scope["method"], url, headers=request_headers, content=body() if has_body else None
+        )
+        for name in CLIENT_DEFAULTS:
+            if name.encode() not in sent:
+                request.headers.pop(name, None)
+        upstream = await self._send(request, target)
+        if upstream is None:
+            detail = f"nothing answered on port {target.port} in devbox {target.devbox_id}"
             await error_response(502, "bad_gateway", detail)(scope, receive, send)
             return
+
+        async def client_left() -> None:
+            await body_done.wait()
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        relay = asyncio.create_task(self._relay(upstream, send))
+        watch = asyncio.create_task(client_left())
         try:
-            # Raw bytes go through (still compressed if they were), so Content-Length stays true.
-            headers = [(k, v) for k, v in upstream.headers.raw if k.lower() not in HOP_BY_HOP]
+            await asyncio.wait([relay, watch], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (relay, watch):
+                task.cancel()
+            await asyncio.gather(relay, watch, return_exceptions=True)
+            await upstream.aclose()  # also when the client left mid-stream: the service sees it go
+
+    async def _send(self, request: httpx.Request, target: TunnelTarget) -> httpx.Response | None:
+        """The service's response; None when nothing listens. Right after a wake the service may still
+        be starting: refused connections are retried for a while before giving up."""
+        assert self._client is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (WAKE_RETRY_SECONDS if target.woke else 0)
+        while True:
+            try:
+                return await self._client.send(request, stream=True)
+            except httpx.ConnectError:
+                if loop.time() >= deadline:
+                    return None
+                await asyncio.sleep(0.2)
+            except httpx.HTTPError as exc:
+                log.info("tunnel %s:%s: request failed: %s", target.devbox_id, target.port, exc)
+                return None
+
+    @staticmethod
+    async def _relay(upstream: httpx.Response, send: Send) -> None:
+        # Raw bytes go through (still compressed if they were), so Content-Length stays true. The
+        # service's Date header is dropped: the server adds its own.
+        headers = [(k, v) for k, v in upstream.headers.raw if k.lower() not in HOP_BY_HOP and k.lower() != b"date"]
+        try:
             await send({"type": "http.response.start", "status": upstream.status_code, "headers": headers})
             async for chunk in upstream.aiter_raw():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except (httpx.HTTPError, OSError) as exc:
-            log.info("tunnel %s:%s: stream ended: %s", target.devbox_id, target.port, exc)
-        finally:
-            await upstream.aclose()
+            log.info("tunnel stream ended: %s", exc or type(exc).__name__)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send, target: TunnelTarget, path: str) -> None:
         await receive()  # websocket.connect

@@ -31,6 +31,7 @@ class TunnelTarget:
     host: str
     port: int
     strip_authorization: bool  # the tunnel's own token is not for the service behind it
+    woke: bool = False  # the devbox was just resumed for this request: its services may still be starting
 
 
 def new_tunnel(auth_mode: str | None, http_keep_alive: bool | None, wake_on_http: bool | None) -> dict[str, Any]:
@@ -90,13 +91,15 @@ class TunnelService:
             expected = str(tunnel["auth_token"])
             if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
                 raise Unauthorized("this tunnel needs 'Authorization: Bearer <tunnel auth_token>'")
-        if devbox.status in (DevboxStatus.SUSPENDED, DevboxStatus.SUSPENDING, DevboxStatus.RESUMING):
+        woke = devbox.status in (DevboxStatus.SUSPENDED, DevboxStatus.SUSPENDING, DevboxStatus.RESUMING)
+        if woke:
             devbox = await self._wake(devbox)
         if devbox.status != DevboxStatus.RUNNING:
             raise BackendUnavailable(f"devbox {devbox.id} is {devbox.status.value}")
         if tunnel.get("http_keep_alive", True):
             await self._devboxes.touch(devbox.id)
-        return TunnelTarget(devbox.id, await self._address(devbox.id), port, tunnel["auth_mode"] == "authenticated")
+        address = await self._address(devbox.id)
+        return TunnelTarget(devbox.id, address, port, tunnel["auth_mode"] == "authenticated", woke)
 
     async def _wake(self, devbox: Devbox) -> Devbox:
         assert devbox.tunnel is not None
