@@ -293,15 +293,18 @@ class DockerDriver:
 
     async def commit(self, container_id: str, image: str, message: str | None) -> None:
         repository, _, tag = image.rpartition(":")
-        # Paused for the commit: processes that keep writing would otherwise leave half-written files
-        # in the snapshot. The pause lasts as long as the commit (milliseconds to seconds, by size).
+        # Not paused. Docker's pause freezes the container's cgroup, and a `docker exec` being set up at
+        # that moment (the command agent starting, a file transfer) sticks in `runc init` and hangs the
+        # engine for that container: seen in our tests, and a devbox is snapshotted right after create
+        # often. Unpaused, a snapshot is crash-consistent: what was on disk at that instant, like
+        # pulling the plug; a file being written during the commit may be partial.
         await self._run(
             self._client.api.commit,
             container_id,
             repository=repository,
             tag=tag,
             message=message or "",
-            pause=True,
+            pause=False,
             # Docker merges the container's labels into the image: blank the ones naming the source devbox
             # and server, or containers run from the image would pass for that devbox's.
             conf={"Labels": {LABEL_MANAGED: "true", LABEL_DEVBOX: "", LABEL_INSTANCE: ""}},
