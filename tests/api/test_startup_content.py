@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 import uuid
@@ -125,28 +126,32 @@ def git_daemon(default_image: str, tmp_path_factory: pytest.TempPathFactory) -> 
     _git("push", "origin", "feature", cwd=work)
 
     client = docker.from_env()
+    # On the host's network: devboxes sit on their own network with no route to other containers, but
+    # they reach the host (as they would reach a git server out in the world).
+    with socket.socket() as probe:
+        probe.bind(("0.0.0.0", 0))
+        port = probe.getsockname()[1]
     container = client.containers.run(
         default_image,
-        ["git", "daemon", "--reuseaddr", "--export-all", "--base-path=/srv", "/srv"],
+        ["git", "daemon", "--reuseaddr", "--export-all", f"--port={port}", "--base-path=/srv", "/srv"],
         detach=True,
+        network_mode="host",
         volumes={str(root / "srv"): {"bind": "/srv", "mode": "ro"}},
         name=f"devboxd-test-git-{uuid.uuid4().hex[:8]}",
         labels={"dev.devboxd.test": "git-daemon"},
     )
     try:
-        container.reload()
-        ip = container.attrs["NetworkSettings"]["IPAddress"]
-        # Ready once the daemon answers a real ls-remote (from a throwaway container on the same bridge).
+        host = client.api.inspect_network("bridge")["IPAM"]["Config"][0]["Gateway"]  # the host, from containers
         deadline = time.monotonic() + 30
         while (
-            client.containers.run(
-                default_image, ["git", "ls-remote", f"git://{ip}/acme/widget.git"], remove=True, stderr=True
-            ).find(b"refs/heads/main")
-            < 0
+            b"refs/heads/main"
+            not in subprocess.run(
+                ["git", "ls-remote", f"git://127.0.0.1:{port}/acme/widget.git"], capture_output=True, check=False
+            ).stdout
         ):
             assert time.monotonic() < deadline, "git daemon did not come up"
             time.sleep(0.2)
-        yield f"git://{ip}"
+        yield f"git://{host}:{port}"
     finally:
         container.remove(force=True)
         client.close()
