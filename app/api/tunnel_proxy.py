@@ -3,7 +3,8 @@ ways, so server-sent events pass) and WebSockets to a port inside a devbox.
 
 Two addressing forms reach the same tunnel:
 - host-based: `http://{port}-{tunnel_key}.{DEVBOX_TUNNEL_DOMAIN}:{api port}/path` (default domain
-  `localhost`, which resolves to 127.0.0.1 without any DNS set-up);
+  `localhost`: browsers and systemd-resolved map `*.localhost` to 127.0.0.1; elsewhere use
+  `curl --resolve` or a wildcard DNS entry);
 - path-based, for set-ups without wildcard DNS: `http://{api host}/tunnels/{tunnel_key}/{port}/path`.
 """
 
