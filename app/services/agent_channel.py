@@ -71,26 +71,22 @@ class AgentChannel:
     async def run(
         self, execution_id: str, command: str, user: str, shell: str | None, stdin: bool, sink: CommandSink
     ) -> None:
-        if self.closed:
-            raise BackendError("the channel into the devbox closed")
-        self._sinks[execution_id] = sink
         header = {"op": "run", "id": execution_id, "command": command, "user": user, "shell": shell, "stdin": stdin}
-        try:
-            await self._channel.write(frame(header))
-        except BackendError:
-            self._sinks.pop(execution_id, None)
-            raise
+        await self._start(execution_id, header, sink)
 
     async def open_terminal(self, session_id: str, user: str, cols: int, rows: int, sink: CommandSink) -> None:
         """An interactive login bash on a pty; its output arrives as stream 1, input goes by send_stdin."""
+        header = {"op": "run", "id": session_id, "user": user, "pty": True, "cols": cols, "rows": rows}
+        await self._start(session_id, header, sink)
+
+    async def _start(self, command_id: str, header: dict[str, Any], sink: CommandSink) -> None:
         if self.closed:
             raise BackendError("the channel into the devbox closed")
-        self._sinks[session_id] = sink
-        header = {"op": "run", "id": session_id, "user": user, "pty": True, "cols": cols, "rows": rows}
+        self._sinks[command_id] = sink
         try:
             await self._channel.write(frame(header))
         except BackendError:
-            self._sinks.pop(session_id, None)
+            self._sinks.pop(command_id, None)
             raise
 
     async def resize(self, session_id: str, cols: int, rows: int) -> None:
