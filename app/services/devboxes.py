@@ -41,7 +41,7 @@ from app.domain.timers import check_keep_alive, idle_policy
 from app.domain.usage import Usage, compute_usage
 from app.drivers.base import LABEL_DEVBOX, LABEL_INSTANCE, LABEL_MANAGED, ContainerSpec, SandboxDriver
 from app.services.background import BackgroundTasks
-from app.services.environment_files import ENV_DIR, ENV_FILE, EnvironmentFiles
+from app.services.environment_files import ENV_DIR, ENV_FILE, GATE_FILE, EnvironmentFiles
 from app.services.startup import StartupContent, StartupWriter, plan_startup
 from app.services.status_watch import StatusWatch, check_statuses, hold_seconds
 from app.store.devboxes import DevboxStore
@@ -55,7 +55,7 @@ S = DevboxStatus
 DEFAULT_USER = "user"
 DEFAULT_UID = 1000
 # The gate lives in the devbox's private mount: a snapshot never carries an open gate to a new devbox.
-ENTRYPOINT_GATE = f"{ENV_DIR}/launched"
+ENTRYPOINT_GATE = f"{ENV_DIR}/{GATE_FILE}"
 # With an entrypoint, the container's main process waits until launch commands are done, then becomes
 # the entrypoint: its exit is the container's exit, which shuts the devbox down.
 _ENTRYPOINT_WRAPPER = (
@@ -349,11 +349,13 @@ class DevboxService:
                     return
             # Running first, then open the gate: an entrypoint that exits at once must find the devbox
             # running, so its exit reads as entrypoint_exit rather than as a failure during set-up.
+            # The gate is a file in the private mount, written on the host: no exec that a suspend right
+            # after running could make fail.
             if await self._move(devbox.id, S.RUNNING) and devbox.entrypoint:
-                await self._driver.exec(name, ["touch", ENTRYPOINT_GATE], user="root")
+                await asyncio.to_thread(self._env_files.open_gate, devbox.id)
         except (BackendError, DomainError, OSError) as exc:
             current = await self._store.get(devbox.id)
-            if current is not None and current.status not in TERMINAL:
+            if current is not None and current.status in (S.PROVISIONING, S.INITIALIZING):
                 await self.fail(devbox.id, FailureReason.EXECUTION_FAILED, f"provisioning failed: {exc}")
 
     async def _run_launch_command(self, devbox: Devbox, command: str, env: dict[str, str]) -> bool:

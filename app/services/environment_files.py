@@ -21,6 +21,7 @@ from pathlib import Path
 ENV_DIR = "/run/devboxd-env"
 ENV_FILE = f"{ENV_DIR}/env"
 AGENT_FILE = f"{ENV_DIR}/agent.py"
+GATE_FILE = "launched"
 
 
 def encode_environment(env: dict[str, str]) -> bytes:
@@ -53,6 +54,10 @@ class EnvironmentFiles:
         fresh.write_bytes(source)
         fresh.chmod(0o644)
         os.replace(fresh, folder / "agent.py")
+
+    def open_gate(self, devbox_id: str) -> None:
+        """Let the entrypoint start (it waits for this file)."""
+        (self.host_dir(devbox_id) / GATE_FILE).touch()
 
     def remove(self, devbox_id: str) -> None:
         shutil.rmtree(self.host_dir(devbox_id), ignore_errors=True)
