@@ -6,7 +6,7 @@ Standard library only, and nothing outside this file: it runs under the devbox i
 
 Frames, both ways: 4-byte header length, 4-byte body length (big-endian), JSON header, raw body.
 Server -> agent ops: hello, run, stdin (body), eof, signal.
-Agent -> server events: hello, started, out (body, fd 1 or 2), exit.
+Agent -> server events: hello, out (body, fd 1 or 2), exit.
 
 Named shells keep their state (cwd, exported environment, other variables and arrays, functions,
 aliases, umask) in files written by an EXIT trap of every command, so `exit 3` ends the command with
@@ -278,7 +278,6 @@ class Agent:
             self.selector.register(fd, selectors.EVENT_READ, lambda fd=fd, c=command: self.read_output(c, fd))
         if command.stdin_fd is not None:
             set_nonblocking(command.stdin_fd)
-        self.out.send({"ev": "started", "id": command_id, "pid": command.proc.pid})
 
     def spawn(self, header: dict[str, Any], user: pwd.struct_passwd) -> Command:
         state = None

@@ -31,8 +31,6 @@ HANDSHAKE_SECONDS = 15.0
 class CommandSink(Protocol):
     """Receives what happens to one command on the channel."""
 
-    def started(self) -> None: ...
-
     def output(self, fd: int, data: bytes) -> None: ...
 
     def exited(self, exit_code: int) -> None: ...
@@ -154,8 +152,6 @@ class AgentChannel:
             return
         if event == "out":
             sink.output(int(header["fd"]), body)
-        elif event == "started":
-            sink.started()
         elif event == "exit":
             del self._sinks[header["id"]]
             sink.exited(int(header["code"]))

@@ -70,9 +70,6 @@ class LiveExecution:
     pending_stdin: list[tuple[bytes, bool]] = field(default_factory=list)
     killed: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def started(self) -> None:
-        pass
-
     def output(self, fd: int, data: bytes) -> None:
         target = self.files.get(fd)
         if target is None:  # created on first output: most commands print nothing to one stream or both
@@ -189,6 +186,8 @@ class ExecutionService:
                 # A concurrent request with the same command_id won the insert: answer with its execution.
                 assert command_id is not None
                 existing = await self._by_command_id(owner, devbox_id, command_id, command)
+                if existing is None:
+                    raise NotFound(f"no execution with command_id {command_id} on devbox {devbox_id}")
                 if turn is not None:
                     turn.set_result(None)
                 return existing
@@ -203,11 +202,10 @@ class ExecutionService:
         self._tasks.spawn(self._drive(live, before, turn), name=f"exec-{execution.id}")
         return execution
 
-    async def _by_command_id(self, owner: str, devbox_id: str, command_id: str, command: str) -> Execution:
+    async def _by_command_id(self, owner: str, devbox_id: str, command_id: str, command: str) -> Execution | None:
+        """The execution a command_id already started, if any; the same id for another command is a conflict."""
         existing = await self._store.by_command_id(devbox_id, command_id, owner)
-        if existing is None:
-            raise NotFound(f"no execution with command_id {command_id} on devbox {devbox_id}")
-        if existing.command != command:
+        if existing is not None and existing.command != command:
             raise Conflict(f"command_id {command_id} was already used for a different command")
         return existing
 
@@ -226,12 +224,8 @@ class ExecutionService:
             uuid.UUID(command_id)
         except ValueError:
             raise InvalidRequest(f"command_id must be a UUID (UUIDv7 recommended), got {command_id!r}") from None
-        existing = await self._store.by_command_id(devbox_id, command_id, owner)
-        if existing is not None:
-            if existing.command != command:
-                raise Conflict(f"command_id {command_id} was already used for a different command")
-            execution = existing
-        else:
+        execution = await self._by_command_id(owner, devbox_id, command_id, command)
+        if execution is None:
             execution = await self.execute_async(owner, devbox_id, command, shell_name, None, command_id)
         timeout = hold_seconds(optimistic_timeout, WAIT_DEFAULT_SECONDS, WAIT_MAX_SECONDS)
         return await self.detail(await self._wait(owner, devbox_id, execution, timeout), last_n)

@@ -43,9 +43,6 @@ class Terminal:
     idle_timer: asyncio.TimerHandle | None = None
     on_end: Callable[[Terminal], None] | None = None
 
-    def started(self) -> None:
-        pass
-
     def output(self, fd: int, data: bytes) -> None:
         if self.client is not None:
             self.client.put_nowait(data)
