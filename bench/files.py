@@ -49,8 +49,6 @@ import docker
 import docker.errors
 import httpx
 
-from app.domain.resources import DEFAULT_SIZE, SIZES, fit_to_host
-from app.drivers.docker_image import ensure_default_image
 from bench.lifecycle import (
     API_KEY,
     HOME,
@@ -60,6 +58,7 @@ from bench.lifecycle import (
     ensure_running,
     ok_json,
     raise_interrupt,
+    raw_spec,
     wait_running,
 )
 
@@ -389,14 +388,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
     return args
-
-
-def raw_spec(client: docker.DockerClient, instance: str) -> RawSpec:
-    """The default devbox's image and limits (capped to the host as the server does)."""
-    image = ensure_default_image(client)
-    info = client.info()
-    placement = fit_to_host(SIZES[DEFAULT_SIZE], int(info["NCPU"]), int(info["MemTotal"]))
-    return RawSpec(image, instance, placement.cpus, placement.memory_bytes)
 
 
 def run(client: docker.DockerClient, args: argparse.Namespace, spec: RawSpec) -> dict[int, dict[str, list[float]]]:

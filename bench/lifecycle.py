@@ -240,6 +240,15 @@ class RawSpec:
     instance: str
     cpus: float
     memory_bytes: int
+    host_cpus: int = 0
+
+
+def raw_spec(client: docker.DockerClient, instance: str) -> RawSpec:
+    """The default devbox's image and limits (capped to the host as the server does)."""
+    image = ensure_default_image(client)
+    info = client.info()
+    placement = fit_to_host(SIZES[DEFAULT_SIZE], int(info["NCPU"]), int(info["MemTotal"]))
+    return RawSpec(image, instance, placement.cpus, placement.memory_bytes, int(info["NCPU"]))
 
 
 def create_raw_container(client: docker.DockerClient, spec: RawSpec) -> str:
@@ -392,12 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     client = docker.from_env()
     instance = f"bench-{uuid.uuid4().hex[:10]}"
     try:
-        image = ensure_default_image(client)
-        info = client.info()
-        placement = fit_to_host(SIZES[DEFAULT_SIZE], int(info["NCPU"]), int(info["MemTotal"]))
-        raw_spec = RawSpec(image, instance, placement.cpus, placement.memory_bytes)
+        spec = raw_spec(client, instance)
         print(
-            f"devboxd lifecycle bench: {args.devboxes} devboxes per kind (+{args.warmup} warm-up), image {image}, "
+            f"devboxd lifecycle bench: {args.devboxes} devboxes per kind (+{args.warmup} warm-up), image {spec.image}, "
             f"instance {instance}",
             file=sys.stderr,
         )
@@ -408,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
             rounds: list[Callable[[], dict[str, float]]] = [
                 lambda: server_poll_round(http),
                 lambda: server_await_round(http),
-                lambda: raw_round(client, raw_spec),
+                lambda: raw_round(client, spec),
             ]
             samples = run_rounds(rounds, args.devboxes, args.warmup)
     except KeyboardInterrupt:
@@ -423,10 +429,10 @@ def main(argv: list[str] | None = None) -> int:
             "config": {
                 "devboxes": args.devboxes,
                 "warmup": args.warmup,
-                "image": image,
-                "cpus": raw_spec.cpus,
-                "memory_bytes": raw_spec.memory_bytes,
-                "host_cpus": int(info["NCPU"]),
+                "image": spec.image,
+                "cpus": spec.cpus,
+                "memory_bytes": spec.memory_bytes,
+                "host_cpus": spec.host_cpus,
                 "host": platform.node(),
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             },

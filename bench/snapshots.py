@@ -43,8 +43,7 @@ import docker
 import docker.errors
 import httpx
 
-from app.domain.resources import DEFAULT_SIZE, SIZES, fit_to_host
-from app.drivers.docker_image import ensure_default_image
+from bench.files import parse_sizes
 from bench.lifecycle import (
     API_KEY,
     BENCH_LABEL,
@@ -57,6 +56,7 @@ from bench.lifecycle import (
     ensure_running,
     ok_json,
     raise_interrupt,
+    raw_spec,
     wait_running,
 )
 
@@ -300,13 +300,6 @@ def table(summaries: list[dict[str, Any]], repeats: int) -> str:
     return "\n".join(lines)
 
 
-def parse_sizes(text: str) -> list[int]:
-    sizes = [int(part) for part in text.split(",") if part.strip()]
-    if not sizes or any(size < 1 for size in sizes):
-        raise argparse.ArgumentTypeError("sizes are positive integers (MiB), comma-separated")
-    return sizes
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.snapshots", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=parse_sizes, default=[10, 500], help="MiB of changes (default 10,500)")
@@ -325,13 +318,10 @@ def main(argv: list[str] | None = None) -> int:
     client = docker.from_env()
     instance = f"bench-{uuid.uuid4().hex[:10]}"
     try:
-        image = ensure_default_image(client)
-        info = client.info()
-        placement = fit_to_host(SIZES[DEFAULT_SIZE], int(info["NCPU"]), int(info["MemTotal"]))
-        spec = RawSpec(image, instance, placement.cpus, placement.memory_bytes)
+        spec = raw_spec(client, instance)
         print(
             f"devboxd snapshot bench: changes {args.sizes} MiB x {args.repeats} (+{args.warmup} warm-up), "
-            f"image {image}, instance {instance}",
+            f"image {spec.image}, instance {instance}",
             file=sys.stderr,
         )
         results = run(client, args, spec)
@@ -347,10 +337,10 @@ def main(argv: list[str] | None = None) -> int:
             "sizes_mib": args.sizes,
             "repeats": args.repeats,
             "warmup": args.warmup,
-            "image": image,
+            "image": spec.image,
             "cpus": spec.cpus,
             "memory_bytes": spec.memory_bytes,
-            "host_cpus": int(info["NCPU"]),
+            "host_cpus": spec.host_cpus,
             "host": platform.node(),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
