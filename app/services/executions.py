@@ -317,7 +317,7 @@ class ExecutionService:
                     stderr=note,
                     end_time_ms=end,
                 )
-                self._watch.notify(f"logs:{execution.devbox_id}")
+                self._logs.announce(execution.devbox_id)  # the log entry went in with the completion
             else:  # a devbox stop ended it first: what the store says is the truth
                 live.execution = await self._store.get(execution.devbox_id, execution.id, execution.owner) or execution
         finally:

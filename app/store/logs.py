@@ -22,9 +22,13 @@ class LogStore:
             return
         async with self._engine.begin() as conn:
             await conn.execute(insert(devbox_logs), [asdict(e) for e in entries])
+        for devbox_id in {e.devbox_id for e in entries}:
+            self.announce(devbox_id)
+
+    def announce(self, devbox_id: str) -> None:
+        """Tell live tails that entries were written, also by another store in its own transaction."""
         if self._on_append is not None:
-            for devbox_id in {e.devbox_id for e in entries}:
-                self._on_append(devbox_id)
+            self._on_append(devbox_id)
 
     async def list_entries(
         self, devbox_id: str, execution_id: str | None = None, shell_name: str | None = None
