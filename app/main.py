@@ -23,13 +23,13 @@ from app.services.auth import ApiKeys, load_or_create_key
 from app.services.background import BackgroundTasks
 from app.services.container_files import ContainerFiles
 from app.services.devboxes import ContainerPolicy, DevboxService
-from app.services.environment_files import EnvironmentFiles
 from app.services.execution_output import OutputSpool
 from app.services.executions import ExecutionService
 from app.services.files import FileService
 from app.services.health import HealthService
 from app.services.lifecycle_timers import LifecycleTimers
 from app.services.logs import LogService
+from app.services.private_dirs import PrivateDirs
 from app.services.ptys import PtyService
 from app.services.reconciler import Reconciler
 from app.services.snapshots import SnapshotService
@@ -94,7 +94,7 @@ def create_app(settings: Settings) -> FastAPI:
         log_store = LogStore(engine, on_append=lambda devbox_id: watch.notify(f"logs:{devbox_id}"))
         container_files = ContainerFiles(log_store, driver)
         instance = settings.resolved_instance_id
-        private_files = EnvironmentFiles(settings.data_dir / "devbox-env")
+        private_dirs = PrivateDirs(settings.data_dir / "devbox-env")
         startup = StartupWriter(container_files, log_store, driver, settings.git_base_url)
         devboxes = DevboxService(
             devbox_store,
@@ -109,10 +109,10 @@ def create_app(settings: Settings) -> FastAPI:
             ContainerPolicy(settings.pids_limit, settings.network, settings.runtime),
             startup,
             secrets,
-            private_files,
+            private_dirs,
             snapshot_store,
         )
-        channels = AgentChannels(driver, private_files)
+        channels = AgentChannels(driver, private_dirs)
         spool = OutputSpool(settings.data_dir / "executions")
         executions = ExecutionService(devboxes, execution_store, log_store, channels, spool, watch, tasks)
         reconciler = Reconciler(

@@ -35,7 +35,7 @@ from typing import IO, Any
 VERSION = 1
 HEADER = struct.Struct(">II")
 READ_CHUNK = 256 * 1024
-# The devbox's private mount (see environment_files.py): never part of a snapshot.
+# The devbox's private mount (see private_dirs.py): never part of a snapshot.
 SHELLS_DIR = "/run/devboxd-env/shells"
 DEVBOX_ENV_FILE = "/run/devboxd-env/env"
 STATE_FILES = ("cwd", "env", "functions")

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from app.domain.devbox import container_name
 from app.domain.errors import BackendError
 from app.drivers.base import ExecChannel, SandboxDriver
-from app.services.environment_files import AGENT_FILE, EnvironmentFiles
+from app.services.private_dirs import AGENT_FILE, PrivateDirs
 
 log = logging.getLogger(__name__)
 
@@ -160,9 +160,9 @@ class AgentChannel:
 class AgentChannels:
     """One channel per running devbox, opened once however many commands ask at the same time."""
 
-    def __init__(self, driver: SandboxDriver, private_files: EnvironmentFiles) -> None:
+    def __init__(self, driver: SandboxDriver, private_dirs: PrivateDirs) -> None:
         self._driver = driver
-        self._private_files = private_files
+        self._private_dirs = private_dirs
         self._channels: dict[str, AgentChannel] = {}
         self._opening: dict[str, asyncio.Future[AgentChannel]] = {}
         self._source = AGENT_SOURCE.read_bytes()
@@ -182,7 +182,7 @@ class AgentChannels:
         name = container_name(devbox_id)
         # Installed on every open, into the devbox's private mount: always this server's version.
         try:
-            await asyncio.to_thread(self._private_files.install_agent, devbox_id, self._source)
+            await asyncio.to_thread(self._private_dirs.install_agent, devbox_id, self._source)
         except OSError as exc:
             raise BackendError(f"cannot install the command agent: {exc}") from exc
         exec_channel = await self._driver.open_channel(name, AGENT_ARGV, user="root")

@@ -41,7 +41,7 @@ from app.domain.timers import check_keep_alive, idle_policy
 from app.domain.usage import Usage, compute_usage
 from app.drivers.base import LABEL_DEVBOX, LABEL_INSTANCE, LABEL_MANAGED, ContainerSpec, SandboxDriver
 from app.services.background import BackgroundTasks
-from app.services.environment_files import ENV_DIR, ENV_FILE, GATE_FILE, EnvironmentFiles
+from app.services.private_dirs import ENV_DIR, ENV_FILE, GATE_FILE, PrivateDirs
 from app.services.startup import StartupContent, StartupWriter, plan_startup
 from app.services.status_watch import StatusWatch, check_statuses, hold_seconds
 from app.store.devboxes import DevboxStore
@@ -126,7 +126,7 @@ class DevboxService:
         containers: ContainerPolicy,
         startup: StartupWriter,
         secrets: dict[str, str],
-        env_files: EnvironmentFiles,
+        private_dirs: PrivateDirs,
         snapshots: SnapshotStore,
     ) -> None:
         self._store = store
@@ -141,7 +141,7 @@ class DevboxService:
         self._containers = containers
         self._startup = startup
         self._secrets = secrets
-        self._env_files = env_files
+        self._private_dirs = private_dirs
         self._snapshots = snapshots
         # Called with the devbox id whenever its container (re)starts: at create, before set-up, so work
         # such as opening the command channel overlaps with it; and at resume.
@@ -324,7 +324,8 @@ class DevboxService:
     async def _provision(self, devbox: Devbox, startup: StartupContent) -> None:
         name = container_name(devbox.id)
         try:
-            env_dir = await asyncio.to_thread(self._env_files.write, devbox.id, startup.environment(devbox))
+            env = startup.environment(devbox)
+            env_dir = await asyncio.to_thread(self._private_dirs.write_environment, devbox.id, env)
             container_id = await self._driver.run_container(self._container_spec(devbox, env_dir))
             self._container_started(devbox.id)
             await self._store.update_fields(devbox.id, container_id=container_id)
@@ -340,19 +341,19 @@ class DevboxService:
                     return
             await self._startup.write_files(devbox, startup.files)
             for repo in startup.repos:
-                problem = await self._startup.clone(devbox, repo, startup.environment(devbox))
+                problem = await self._startup.clone(devbox, repo, env)
                 if problem:
                     await self.fail(devbox.id, FailureReason.EXECUTION_FAILED, problem)
                     return
             for command in devbox.launch_parameters.get("launch_commands") or []:
-                if not await self._run_launch_command(devbox, command, startup.environment(devbox)):
+                if not await self._run_launch_command(devbox, command, env):
                     return
             # Running first, then open the gate: an entrypoint that exits at once must find the devbox
             # running, so its exit reads as entrypoint_exit rather than as a failure during set-up.
             # The gate is a file in the private mount, written on the host: no exec that a suspend right
             # after running could make fail.
             if await self._move(devbox.id, S.RUNNING) and devbox.entrypoint:
-                await asyncio.to_thread(self._env_files.open_gate, devbox.id)
+                await asyncio.to_thread(self._private_dirs.open_gate, devbox.id)
         except (BackendError, DomainError, OSError) as exc:
             current = await self._store.get(devbox.id)
             if current is not None and current.status in (S.PROVISIONING, S.INITIALIZING):
@@ -545,7 +546,7 @@ class DevboxService:
     async def _remove_container(self, devbox_id: str) -> None:
         """The container and its environment file go together."""
         await self._driver.remove(container_name(devbox_id))
-        await asyncio.to_thread(self._env_files.remove, devbox_id)
+        await asyncio.to_thread(self._private_dirs.remove, devbox_id)
         for listener in self.removed_listeners:
             listener(devbox_id)
 

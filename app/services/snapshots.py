@@ -1,7 +1,7 @@
 """Disk snapshots: a devbox's filesystem committed to an image that new devboxes start from.
 
 A snapshot's image carries only the filesystem: the devbox's environment and secrets live in a bind
-mount (environment_files.py), which a commit never includes. Snapshots outlive their devboxes; a
+mount (private_dirs.py), which a commit never includes. Snapshots outlive their devboxes; a
 deleted snapshot's image goes once no container uses it any more.
 """
 

@@ -28,14 +28,14 @@ def encode_environment(env: dict[str, str]) -> bytes:
     return b"".join(f"{name}={value}".encode() + b"\0" for name, value in env.items())
 
 
-class EnvironmentFiles:
+class PrivateDirs:
     def __init__(self, root: Path) -> None:
         self._root = root
 
     def host_dir(self, devbox_id: str) -> Path:
         return self._root / devbox_id
 
-    def write(self, devbox_id: str, env: dict[str, str]) -> Path:
+    def write_environment(self, devbox_id: str, env: dict[str, str]) -> Path:
         folder = self.host_dir(devbox_id)
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o711)  # the devbox user may pass through (to its shells' state) but not list it
