@@ -32,6 +32,13 @@ class Settings(BaseSettings):
     tunnel_domain: str = Field(
         "localhost", description="Tunnels answer at {port}-{tunnel_key}.<this domain> on the API port."
     )
+    ssh_host: str = Field("127.0.0.1", description="Address the SSH gateway listens on.")
+    ssh_port: int = Field(
+        2222, ge=0, le=65535, description="Port of the SSH gateway into devboxes (0: any free port, see the log)."
+    )
+    public_host: str = Field(
+        "127.0.0.1", description="Host name clients use to reach this server; create_ssh_key's url names it."
+    )
     pty_idle_ttl_seconds: int = Field(
         300, ge=1, le=86_400, description="How long a terminal session waits for its client to come back."
     )

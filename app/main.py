@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from app.api.body_limit import BodyLimit
 from app.api.deps import Services
 from app.api.errors import install_error_handlers
-from app.api.routers import files, lifecycle, logs, shell, snapshots, system, tunnels, unsupported
+from app.api.routers import files, lifecycle, logs, shell, snapshots, ssh, system, tunnels, unsupported
 from app.api.routers import ptys as pty_routes
 from app.api.tunnel_proxy import TunnelProxy
 from app.config import Settings
@@ -33,6 +33,7 @@ from app.services.private_dirs import PrivateDirs
 from app.services.ptys import PtyService
 from app.services.reconciler import Reconciler
 from app.services.snapshots import SnapshotService
+from app.services.ssh_gateway import SshGateway
 from app.services.startup import StartupWriter
 from app.services.status_watch import StatusWatch
 from app.services.tunnels import TunnelService
@@ -41,6 +42,7 @@ from app.store.devboxes import DevboxStore
 from app.store.executions import ExecutionStore
 from app.store.logs import LogStore
 from app.store.snapshots import SnapshotStore
+from app.store.ssh_keys import SshKeyStore
 
 log = logging.getLogger("devboxd")
 
@@ -120,6 +122,16 @@ def create_app(settings: Settings) -> FastAPI:
         )
         ptys = PtyService(devboxes, channels, tasks, settings.pty_idle_ttl_seconds)
         snapshot_service = SnapshotService(devboxes, snapshot_store, driver, watch, tasks)
+        ssh_gateway = SshGateway(
+            devboxes,
+            SshKeyStore(engine),
+            channels,
+            tasks,
+            settings.data_dir,
+            settings.ssh_host,
+            settings.ssh_port,
+            settings.public_host,
+        )
         health = HealthService(engine, driver, image)
         app.state.services = Services(
             devboxes=devboxes,
@@ -129,6 +141,7 @@ def create_app(settings: Settings) -> FastAPI:
             snapshots=snapshot_service,
             tunnels=TunnelService(devboxes, devbox_store, driver),
             ptys=ptys,
+            ssh=ssh_gateway,
         )
         app.state.health = health
         app.state.status_watch = watch
@@ -142,10 +155,11 @@ def create_app(settings: Settings) -> FastAPI:
         timers = LifecycleTimers(
             devboxes,
             devbox_store,
-            lambda: executions.busy_devboxes() | ptys.busy_devboxes(),
+            lambda: executions.busy_devboxes() | ptys.busy_devboxes() | ssh_gateway.busy_devboxes(),
             settings.timer_tick_seconds,
         )
         timer_task = asyncio.create_task(timers.run(), name="lifecycle-timers")
+        await ssh_gateway.start()
         wants_build = settings.build_image_on_start and not settings.default_image
         if wants_build and await driver.ping() and not await driver.image_exists(image):
             tasks.spawn(_build_image(driver, health), name="build-image")
@@ -157,6 +171,7 @@ def create_app(settings: Settings) -> FastAPI:
                 task.cancel()
                 with suppress(asyncio.CancelledError):
                     await task
+            await ssh_gateway.close()
             channels.close_all()
             await tasks.drain(timeout=5)
             driver.close()
@@ -175,6 +190,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(files.router)
     app.include_router(tunnels.router)
     app.include_router(pty_routes.router)
+    app.include_router(ssh.router)
     app.include_router(unsupported.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(TunnelProxy, domain=settings.tunnel_domain)

@@ -7,6 +7,7 @@ ensure_venv "[dev]"
 ensure_docker
 ensure_image
 ensure_postgres
+apt_install openssh-client  # the SSH tests drive the stock ssh, scp and sftp
 cd "$ROOT"
 "$VENV/bin/ruff" check --quiet app tests bench migrations
 "$VENV/bin/ruff" format --check --quiet app tests bench migrations

@@ -58,6 +58,7 @@ class ServerProcess:
             "DEVBOX_API_KEYS": f"{API_KEY},{OTHER_API_KEY}",
             "DEVBOX_INSTANCE_ID": self.instance,
             "DEVBOX_STOP_TIMEOUT_SECONDS": "1",
+            "DEVBOX_SSH_PORT": "0",  # servers run side by side: each gateway on a free port
             **self.env_extra,
         }
         log = self.log_path.open("ab")

@@ -304,15 +304,17 @@ class Agent:
         return command
 
     def spawn_terminal(self, command_id: str, user: pwd.struct_passwd, header: dict[str, Any]) -> Command:
-        """An interactive login bash on a new pty, as the user, with the pty as its controlling terminal."""
+        """A login bash on a new pty, as the user, with the pty as its controlling terminal: interactive, or
+        running `command` when the header has one (`ssh -t devbox cmd`)."""
         master, slave = os.openpty()
         try:
             os.fchown(slave, user.pw_uid, -1)  # the user's programs may reopen their terminal (/dev/tty)
             set_winsize(master, int(header.get("cols") or 80), int(header.get("rows") or 24))
             env = self.user_env(user)
-            env.setdefault("TERM", "xterm-256color")
+            env["TERM"] = header.get("term") or env.get("TERM") or "xterm-256color"
+            program = header.get("command")
             proc = subprocess.Popen(
-                ["bash", "-l", "-i"],
+                ["bash", "-lc", program] if program else ["bash", "-l", "-i"],
                 stdin=slave,
                 stdout=slave,
                 stderr=slave,

@@ -15,6 +15,7 @@ from app.services.files import FileService
 from app.services.logs import LogService
 from app.services.ptys import PtyService
 from app.services.snapshots import SnapshotService
+from app.services.ssh_gateway import SshGateway
 from app.services.tunnels import TunnelService
 
 
@@ -27,6 +28,7 @@ class Services:
     snapshots: SnapshotService
     tunnels: TunnelService
     ptys: PtyService
+    ssh: SshGateway
 
 
 def services(request: Request) -> Services:

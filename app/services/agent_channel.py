@@ -72,9 +72,20 @@ class AgentChannel:
         header = {"op": "run", "id": execution_id, "command": command, "user": user, "shell": shell, "stdin": stdin}
         await self._start(execution_id, header, sink)
 
-    async def open_terminal(self, session_id: str, user: str, cols: int, rows: int, sink: CommandSink) -> None:
-        """An interactive login bash on a pty; its output arrives as stream 1, input goes by send_stdin."""
+    async def open_terminal(
+        self,
+        session_id: str,
+        user: str,
+        cols: int,
+        rows: int,
+        sink: CommandSink,
+        command: str | None = None,
+        term: str | None = None,
+    ) -> None:
+        """A login bash on a pty, interactive unless `command` is given; its output arrives as stream 1,
+        input goes by send_stdin."""
         header = {"op": "run", "id": session_id, "user": user, "pty": True, "cols": cols, "rows": rows}
+        header |= {"command": command, "term": term}
         await self._start(session_id, header, sink)
 
     async def _start(self, command_id: str, header: dict[str, Any], sink: CommandSink) -> None:

@@ -161,6 +161,10 @@ class DevboxService:
             raise NotFound(f"devbox {devbox_id} not found")
         return devbox
 
+    async def get_for_credential(self, devbox_id: str) -> Devbox | None:
+        """For credentials that name their devbox themselves (SSH keys), which say nothing of the tenant."""
+        return await self._store.get(devbox_id, with_transitions=False)
+
     async def list_devboxes(
         self,
         owner: str,

@@ -116,3 +116,13 @@ disk_snapshots = Table(
     Index("ix_disk_snapshots_owner_id", "owner", "id"),
     Index("ix_disk_snapshots_devbox", "source_devbox_id"),
 )
+
+devbox_ssh_keys = Table(
+    "devbox_ssh_keys",
+    metadata,
+    Column("fingerprint", String(128), primary_key=True),  # SHA256 of the public key: how a login finds its devbox
+    Column("devbox_id", String(64), ForeignKey("devboxes.id", ondelete="CASCADE"), nullable=False),
+    Column("public_key", Text, nullable=False),
+    Column("create_time_ms", BigInteger, nullable=False),
+    Index("ix_devbox_ssh_keys_devbox", "devbox_id"),
+)

@@ -25,7 +25,7 @@ def test_evictions_watch_needs_a_key(server):
     assert response.status_code == 401
 
 
-@pytest.mark.parametrize("endpoint", ["create_ssh_key", "create_gateway_token", "create_mcp_token"])
+@pytest.mark.parametrize("endpoint", ["create_gateway_token", "create_mcp_token"])
 def test_unbuilt_token_endpoints_answer_a_clear_400(http, module_devbox, endpoint):
     response = http.post(f"/v1/devboxes/{module_devbox}/{endpoint}")
     assert response.status_code == 400, response.text

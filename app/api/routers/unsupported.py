@@ -11,15 +11,9 @@ from app.domain.errors import Unsupported
 router = APIRouter(prefix="/v1/devboxes", tags=["Devbox"])
 
 
-@router.post("/{id}/create_ssh_key")
-async def create_ssh_key(svc: Svc, owner: Tenant, id: str) -> None:
-    await svc.devboxes.get(owner, id)  # unknown or foreign devboxes stay 404
-    raise Unsupported("SSH access is not supported by this server yet; use the PTY endpoints for a terminal")
-
-
 @router.post("/{id}/create_gateway_token")
 async def create_gateway_token(svc: Svc, owner: Tenant, id: str) -> None:
-    await svc.devboxes.get(owner, id)
+    await svc.devboxes.get(owner, id)  # unknown or foreign devboxes stay 404
     raise Unsupported("agent gateways are not supported by this server")
 
 
