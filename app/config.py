@@ -9,6 +9,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.domain.pool_sizes import parse_pool_sizes
+
 
 class Settings(BaseSettings):
     """Everything an operator can set; each field maps to DEVBOX_<NAME>."""
@@ -39,6 +41,13 @@ class Settings(BaseSettings):
     public_host: str = Field(
         "127.0.0.1", description="Host name clients use to reach this server; create_ssh_key's url names it."
     )
+    warm_pool: str = Field(
+        "SMALL=2",
+        description="Started containers kept ready per resource size, as SIZE=COUNT,...; empty: no pool.",
+    )
+    warm_pool_refill_gap_seconds: float = Field(
+        0.2, ge=0, le=60, description="Pause between two warm-pool refills (they also wait for creates)."
+    )
     pty_idle_ttl_seconds: int = Field(
         300, ge=1, le=86_400, description="How long a terminal session waits for its client to come back."
     )
@@ -52,6 +61,12 @@ class Settings(BaseSettings):
     secrets: dict[str, str] = Field(default_factory=dict, description="Secret name -> value, as a JSON object.")
     secrets_file: Path | None = Field(None, description="A JSON file of secret name -> value (merged over secrets).")
     instance_id: str | None = Field(None, description="Label value marking this server's containers.")
+
+    @field_validator("warm_pool")
+    @classmethod
+    def _pool_sizes(cls, value: str) -> str:
+        parse_pool_sizes(value)  # fails start-up on a typo rather than running without a pool
+        return value
 
     @field_validator("data_dir")
     @classmethod

@@ -16,6 +16,7 @@ from app.api.routers import files, lifecycle, logs, shell, snapshots, ssh, syste
 from app.api.routers import ptys as pty_routes
 from app.api.tunnel_proxy import TunnelProxy
 from app.config import Settings
+from app.domain.pool_sizes import parse_pool_sizes
 from app.drivers.docker_driver import DockerDriver
 from app.drivers.docker_image import default_image_tag
 from app.services.agent_channel import AgentChannels
@@ -37,6 +38,7 @@ from app.services.ssh_gateway import SshGateway
 from app.services.startup import StartupWriter
 from app.services.status_watch import StatusWatch
 from app.services.tunnels import TunnelService
+from app.services.warm_pool import WarmPool
 from app.store.database import create_engine_for, migrate
 from app.store.devboxes import DevboxStore
 from app.store.executions import ExecutionStore
@@ -115,11 +117,22 @@ def create_app(settings: Settings) -> FastAPI:
             snapshot_store,
         )
         channels = AgentChannels(driver, private_dirs)
+        pool = WarmPool(
+            driver,
+            channels,
+            private_dirs,
+            parse_pool_sizes(settings.warm_pool),
+            devboxes.pool_container_spec,
+            lambda: devboxes.creates_in_flight,
+            settings.warm_pool_refill_gap_seconds,
+        )
+        devboxes.use_pool(pool)
         spool = OutputSpool(settings.data_dir / "executions")
         executions = ExecutionService(devboxes, execution_store, log_store, channels, spool, watch, tasks)
         reconciler = Reconciler(
             devboxes, devbox_store, execution_store, driver, instance, settings.stop_timeout_seconds
         )
+        reconciler.held_elsewhere = pool.held
         ptys = PtyService(devboxes, channels, tasks, settings.pty_idle_ttl_seconds)
         snapshot_service = SnapshotService(devboxes, snapshot_store, driver, watch, tasks)
         ssh_gateway = SshGateway(
@@ -159,6 +172,7 @@ def create_app(settings: Settings) -> FastAPI:
             settings.timer_tick_seconds,
         )
         timer_task = asyncio.create_task(timers.run(), name="lifecycle-timers")
+        pool_task = asyncio.create_task(pool.run(), name="warm-pool")
         await ssh_gateway.start()
         wants_build = settings.build_image_on_start and not settings.default_image
         if wants_build and await driver.ping() and not await driver.image_exists(image):
@@ -167,10 +181,11 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
-            for task in (follower, timer_task):
+            for task in (follower, timer_task, pool_task):
                 task.cancel()
                 with suppress(asyncio.CancelledError):
                     await task
+            await pool.close()
             await ssh_gateway.close()
             channels.close_all()
             await tasks.drain(timeout=5)

@@ -8,6 +8,8 @@ ensure_docker
 ensure_image
 ensure_postgres
 apt_install openssh-client  # the SSH tests drive the stock ssh, scp and sftp
+# The suite owns this engine: let the recovery test restart it (it is skipped when run beside others).
+export DEVBOXD_TEST_RESTART_ENGINE="${DEVBOXD_TEST_RESTART_ENGINE:-1}"
 cd "$ROOT"
 "$VENV/bin/ruff" check --quiet app tests bench migrations
 "$VENV/bin/ruff" format --check --quiet app tests bench migrations

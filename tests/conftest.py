@@ -59,6 +59,8 @@ class ServerProcess:
             "DEVBOX_INSTANCE_ID": self.instance,
             "DEVBOX_STOP_TIMEOUT_SECONDS": "1",
             "DEVBOX_SSH_PORT": "0",  # servers run side by side: each gateway on a free port
+            # Cold creates unless a test asks for a pool; DEVBOX_TEST_WARM_POOL=SMALL=2 runs the suite on warm ones.
+            "DEVBOX_WARM_POOL": os.environ.get("DEVBOX_TEST_WARM_POOL", ""),
             **self.env_extra,
         }
         log = self.log_path.open("ab")

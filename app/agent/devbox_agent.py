@@ -149,6 +149,11 @@ class Agent:
         self.selector = selectors.DefaultSelector()
         self.commands: dict[str, Command] = {}
         self.inbuf = bytearray()
+        self.base_env: dict[str, str] = {}
+        self.load_env()
+
+    def load_env(self) -> None:
+        """At start, and again when a warm-pool devbox is claimed and its env file rewritten."""
         self.base_env = dict(os.environ)
         self.base_env.update(read_devbox_env())
 
@@ -211,6 +216,9 @@ class Agent:
             return
         if op == "run":
             self.run(header)
+            return
+        if op == "env":
+            self.load_env()
             return
         command = self.commands.get(header.get("id", ""))
         if command is None:

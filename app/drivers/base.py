@@ -10,6 +10,9 @@ from typing import Protocol
 LABEL_MANAGED = "dev.devboxd.managed"
 LABEL_INSTANCE = "dev.devboxd.instance"
 LABEL_DEVBOX = "dev.devboxd.devbox-id"
+# The action of the event a driver's events() yields on every (re)connection: what happened while the
+# stream was down (an engine restart stops every container) is not replayed, so the consumer must look.
+ENGINE_CONNECTED = "connected"
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,8 @@ class ExecResult:
 
 @dataclass(frozen=True)
 class ContainerEvent:
-    """A container of ours stopped (`die`), was removed (`destroy`) or hit its memory limit (`oom`)."""
+    """A container of ours stopped (`die`), was removed (`destroy`) or hit its memory limit (`oom`); or,
+    with action ENGINE_CONNECTED and no container, the event stream (re)connected to the engine."""
 
     action: str
     container_id: str

@@ -98,6 +98,10 @@ class AgentChannel:
             self._sinks.pop(command_id, None)
             raise
 
+    async def reload_environment(self) -> None:
+        """The devbox's env file changed (a warm-pool claim): commands from now on see the new one."""
+        await self._channel.write(frame({"op": "env"}))
+
     async def resize(self, session_id: str, cols: int, rows: int) -> None:
         await self._channel.write(frame({"op": "resize", "id": session_id, "cols": cols, "rows": rows}))
 
@@ -177,6 +181,10 @@ class AgentChannels:
         self._channels: dict[str, AgentChannel] = {}
         self._opening: dict[str, asyncio.Future[AgentChannel]] = {}
         self._source = AGENT_SOURCE.read_bytes()
+
+    def is_open(self, devbox_id: str) -> bool:
+        channel = self._channels.get(devbox_id)
+        return channel is not None and not channel.closed
 
     async def get(self, devbox_id: str) -> AgentChannel:
         channel = self._channels.get(devbox_id)

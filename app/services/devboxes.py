@@ -44,6 +44,7 @@ from app.services.background import BackgroundTasks
 from app.services.private_dirs import ENV_DIR, ENV_FILE, GATE_FILE, PrivateDirs
 from app.services.startup import StartupContent, StartupWriter, plan_startup
 from app.services.status_watch import StatusWatch, check_statuses, hold_seconds
+from app.services.warm_pool import WarmContainer, WarmPool
 from app.store.devboxes import DevboxStore
 from app.store.executions import ExecutionStore
 from app.store.logs import LogStore
@@ -148,6 +149,8 @@ class DevboxService:
         self.started_listeners: list[Callable[[str], None]] = []
         # Called with the devbox id after its container was removed (images it used may now go).
         self.removed_listeners: list[Callable[[str], None]] = []
+        self._pool: WarmPool | None = None
+        self.creates_in_flight = 0  # devboxes being provisioned now; the warm pool waits for none
         self._touched: dict[str, int] = {}
         # Running devboxes as of their last status change: every change goes through _move, so this
         # answers require_running (once per command) without a query.
@@ -197,6 +200,34 @@ class DevboxService:
 
     # ----- create ------------------------------------------------------------------------------
 
+    def use_pool(self, pool: WarmPool) -> None:
+        self._pool = pool
+
+    def pool_container_spec(self, devbox_id: str, cpus: float, memory_bytes: int, env_dir: Path) -> ContainerSpec:
+        """A warm container is made exactly as a cold create of the default devbox would make it."""
+        template = Devbox(
+            id=devbox_id,
+            owner="",
+            status=S.PROVISIONING,
+            create_time_ms=0,
+            image=self.default_image,
+            cpus=cpus,
+            memory_bytes=memory_bytes,
+        )
+        return self._container_spec(template, env_dir)
+
+    def _warm_container_for(self, devbox: Devbox) -> WarmContainer | None:
+        """Only what a warm container can become: the default image, user and command (no entrypoint)."""
+        plain = (
+            devbox.image == self.default_image
+            and devbox.snapshot_id is None
+            and not devbox.entrypoint
+            and (devbox.username, devbox.uid) == (DEFAULT_USER, DEFAULT_UID)
+        )
+        if self._pool is None or not plain:
+            return None
+        return self._pool.take(devbox.cpus, devbox.memory_bytes)
+
     async def create(self, owner: str, request: CreateDevbox) -> Devbox:
         params = request.launch_parameters
         for name in request.other_fields:
@@ -230,7 +261,7 @@ class DevboxService:
         placement = fit_to_host(wanted, capacity.cpus, capacity.memory_bytes)
         created = now_ms()
         devbox = Devbox(
-            id=new_id("dbx"),
+            id="",
             owner=owner,
             status=S.PROVISIONING,
             create_time_ms=created,
@@ -252,10 +283,17 @@ class DevboxService:
             tunnel=request.tunnel,
             transitions=[Transition(S.PROVISIONING, created)],
         )
-        await self._store.insert(devbox)
+        warm = self._warm_container_for(devbox)
+        devbox.id = warm.devbox_id if warm else new_id("dbx")
+        self.creates_in_flight += 1
+        try:
+            await self._store.insert(devbox)
+        except BaseException:
+            self.creates_in_flight -= 1
+            raise
         if placement.note:
             await self._log(devbox.id, LogSource.SETUP_COMMANDS, "warn", placement.note)
-        self._tasks.spawn(self._provision(devbox, startup), name=f"provision-{devbox.id}")
+        self._tasks.spawn(self._provision(devbox, startup, warm), name=f"provision-{devbox.id}")
         return devbox
 
     async def _image_for(self, owner: str, snapshot_id: str | None) -> str:
@@ -325,12 +363,32 @@ class DevboxService:
             )
         return " && ".join(steps) or None
 
-    async def _provision(self, devbox: Devbox, startup: StartupContent) -> None:
+    async def _provision(self, devbox: Devbox, startup: StartupContent, warm: WarmContainer | None) -> None:
+        try:
+            await self._set_up(devbox, startup, warm)
+        finally:
+            self.creates_in_flight -= 1
+
+    async def _claim(self, warm: WarmContainer, env: dict[str, str]) -> str | None:
+        """The warm container's id once it has the devbox's environment; None if it is unusable (then
+        it is removed and the create goes the cold way, under the same name)."""
+        assert self._pool is not None
+        try:
+            await self._pool.claim(warm, env)
+            return warm.container_id
+        except (BackendError, OSError) as exc:
+            log.warning("warm container %s unusable, creating cold: %s", warm.devbox_id, exc)
+            await self._driver.remove(container_name(warm.devbox_id))
+            return None
+
+    async def _set_up(self, devbox: Devbox, startup: StartupContent, warm: WarmContainer | None) -> None:
         name = container_name(devbox.id)
         try:
             env = startup.environment(devbox)
-            env_dir = await asyncio.to_thread(self._private_dirs.write_environment, devbox.id, env)
-            container_id = await self._driver.run_container(self._container_spec(devbox, env_dir))
+            container_id = await self._claim(warm, env) if warm is not None else None
+            if container_id is None:
+                env_dir = await asyncio.to_thread(self._private_dirs.write_environment, devbox.id, env)
+                container_id = await self._driver.run_container(self._container_spec(devbox, env_dir))
             self._container_started(devbox.id)
             await self._store.update_fields(devbox.id, container_id=container_id)
             if not await self._move(devbox.id, S.INITIALIZING):
@@ -548,11 +606,14 @@ class DevboxService:
         return await self.get(owner, devbox_id)
 
     async def _remove_container(self, devbox_id: str) -> None:
-        """The container and its environment file go together."""
-        await self._driver.remove(container_name(devbox_id))
-        await asyncio.to_thread(self._private_dirs.remove, devbox_id)
-        for listener in self.removed_listeners:
-            listener(devbox_id)
+        """The container and its private directory go together, even when the engine is away (the
+        container is then removed later, as an orphan)."""
+        try:
+            await self._driver.remove(container_name(devbox_id))
+        finally:
+            await asyncio.to_thread(self._private_dirs.remove, devbox_id)
+            for listener in self.removed_listeners:
+                listener(devbox_id)
 
     async def wait_for_status(
         self, owner: str, devbox_id: str, statuses: list[str], timeout_seconds: float | None

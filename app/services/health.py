@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.drivers.base import SandboxDriver
 from app.store.database import current_revision, head_revision
+
+# The image look-up goes through the driver's main pool: bounded, so /health answers even while the
+# engine is going away between the ping and the look-up.
+IMAGE_CHECK_SECONDS = 5.0
 
 
 @dataclass
@@ -36,11 +41,13 @@ class HealthService:
             database = "ok" if revision == self._head else f"not migrated (at {revision}, head {self._head})"
         except Exception as exc:
             database = f"unavailable: {type(exc).__name__}"
-        docker_ok = await self._driver.ping()
-        if not docker_ok:
-            image = "unknown"
-        elif await self._driver.image_exists(self._image):
-            image = "ready"
-        else:
-            image = self.image_problem or f"missing: {self._image}"
+        docker_ok = await self._driver.ping()  # bounded by the driver
+        image = "unknown"
+        if docker_ok:
+            try:
+                exists = await asyncio.wait_for(self._driver.image_exists(self._image), IMAGE_CHECK_SECONDS)
+            except Exception:  # the engine went away after answering the ping
+                docker_ok = False
+            else:
+                image = "ready" if exists else self.image_problem or f"missing: {self._image}"
         return HealthReport(database=database, docker="ok" if docker_ok else "unavailable", image=image)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Row, and_, func, insert, select, update
+from sqlalchemy import Row, and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.domain.devbox import Devbox, Transition
@@ -69,13 +69,24 @@ class DevboxStore:
     async def list_page(
         self, owner: str, status: DevboxStatus | None, limit: int, starting_after: str | None
     ) -> tuple[list[Devbox], bool]:
-        """Newest first; ids are time-ordered so `starting_after` means `id < starting_after`."""
+        """Newest first by create time, then id. Not by id alone: a warm-pool devbox's id dates from when
+        its container was made, before the create that claimed it."""
         query = select(devboxes).where(devboxes.c.owner == owner)
         if status is not None:
             query = query.where(devboxes.c.status == status.value)
         if starting_after:
-            query = query.where(devboxes.c.id < starting_after)
-        query = query.order_by(devboxes.c.id.desc()).limit(limit + 1)
+            after = (
+                select(devboxes.c.create_time_ms)
+                .where(devboxes.c.id == starting_after, devboxes.c.owner == owner)
+                .scalar_subquery()
+            )
+            query = query.where(
+                or_(
+                    devboxes.c.create_time_ms < after,
+                    and_(devboxes.c.create_time_ms == after, devboxes.c.id < starting_after),
+                )
+            )
+        query = query.order_by(devboxes.c.create_time_ms.desc(), devboxes.c.id.desc()).limit(limit + 1)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
             return await self._load(conn, rows[:limit]), len(rows) > limit

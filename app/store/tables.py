@@ -48,6 +48,7 @@ devboxes = Table(
     Column("tunnel_key", String(64)),
     Column("tunnel", JSON),
     Index("ix_devboxes_owner_id", "owner", "id"),
+    Index("ix_devboxes_owner_created", "owner", "create_time_ms", "id"),
     Index("ix_devboxes_status", "status"),
     Index("ux_devboxes_tunnel_key", "tunnel_key", unique=True),
 )
