@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
-from app.api.schemas.common import StrictRequest
+from app.api.schemas.common import StrictRequest, limited, runnable
+from app.domain.limits import (
+    ENV_NAME_MAX,
+    GIT_REF_MAX,
+    ID_MAX,
+    NAME_MAX,
+    PATH_MAX,
+    TOKEN_MAX,
+    WORD_MAX,
+    check_command,
+    check_environment,
+    check_length,
+)
 
 ResourceSize = Literal["X_SMALL", "SMALL", "MEDIUM", "LARGE", "X_LARGE", "XX_LARGE", "CUSTOM_SIZE"]
 DevboxViewStatus = Literal[
@@ -34,8 +46,37 @@ class UserParameters(StrictRequest):
     uid: int
 
 
+# Strings inside mounts and code_mounts (free-form objects here, checked further by the service).
+# repo_owner and repo_name have their own, tighter rule in app/services/startup.py; a file mount's content
+# is data, bounded by the body limit only.
+_MOUNT_STRING_MAX = {"git_ref": GIT_REF_MAX, "token": TOKEN_MAX, "target": PATH_MAX}
+_MOUNT_UNBOUNDED = {"content"}
+
+
+def _bounded_mounts(field: str) -> Any:
+    def check(mounts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for i, mount in enumerate(mounts):
+            for key, value in mount.items():
+                check_length(key, NAME_MAX, f"a key of {field}[{i}]")
+                where = f"{field}[{i}].{key}"
+                if not isinstance(value, str) or key in _MOUNT_UNBOUNDED:
+                    continue
+                if key == "install_command":
+                    check_command(value, where)
+                else:
+                    check_length(value, _MOUNT_STRING_MAX.get(key, NAME_MAX), where)
+        return mounts
+
+    return AfterValidator(check)
+
+
+def _bounded_environment(environment: dict[str, str]) -> dict[str, str]:
+    check_environment(environment)
+    return environment
+
+
 class LaunchParameters(StrictRequest):
-    launch_commands: list[str] | None = None
+    launch_commands: list[Annotated[str, runnable("launch_parameters.launch_commands[]")]] | None = None
     resource_size_request: ResourceSize | None = None
     available_ports: list[int] | None = None
     keep_alive_time_seconds: int | None = None
@@ -45,38 +86,46 @@ class LaunchParameters(StrictRequest):
     custom_disk_size: int | None = None
     architecture: Literal["x86_64", "arm64"] | None = None
     user_parameters: UserParameters | None = None
-    required_services: list[str] | None = None
-    network_policy_id: str | None = None
+    required_services: list[Annotated[str, limited(NAME_MAX, "launch_parameters.required_services[]")]] | None = None
+    network_policy_id: Annotated[str, limited(ID_MAX, "launch_parameters.network_policy_id")] | None = None
     lifecycle: LifecycleConfigurationParameters | None = None
 
 
 class DevboxCreateParameters(StrictRequest):
-    name: str | None = Field(None, max_length=256)
-    environment_variables: dict[str, str] | None = None
-    secrets: dict[str, str] | None = None
-    file_mounts: dict[str, str] | None = None
-    entrypoint: str | None = None
-    blueprint_id: str | None = None
-    blueprint_name: str | None = None
-    repo_connection_id: str | None = None
+    name: Annotated[str, limited(NAME_MAX, "name")] | None = None
+    environment_variables: Annotated[dict[str, str], AfterValidator(_bounded_environment)] | None = None
+    # Environment variable name -> secret name.
+    secrets: (
+        dict[
+            Annotated[str, limited(ENV_NAME_MAX, "a secrets environment variable name")],
+            Annotated[str, limited(NAME_MAX, "a secret name")],
+        ]
+        | None
+    ) = None
+    # Path -> content; the content is data (body limit only).
+    file_mounts: dict[Annotated[str, limited(PATH_MAX, "a file_mounts path")], str] | None = None
+    entrypoint: Annotated[str, runnable("entrypoint")] | None = None
+    blueprint_id: Annotated[str, limited(ID_MAX, "blueprint_id")] | None = None
+    blueprint_name: Annotated[str, limited(NAME_MAX, "blueprint_name")] | None = None
+    repo_connection_id: Annotated[str, limited(ID_MAX, "repo_connection_id")] | None = None
     launch_parameters: LaunchParameters | None = None
-    snapshot_id: str | None = None
-    metadata: dict[str, str] | None = None
-    code_mounts: list[dict[str, Any]] | None = None
-    mounts: list[dict[str, Any]] | None = None
+    snapshot_id: Annotated[str, limited(ID_MAX, "snapshot_id")] | None = None
+    metadata: dict[str, str] | None = None  # count and sizes: check_metadata in the service
+    code_mounts: Annotated[list[dict[str, Any]], _bounded_mounts("code_mounts")] | None = None
+    mounts: Annotated[list[dict[str, Any]], _bounded_mounts("mounts")] | None = None
     tunnel: TunnelConfig | None = None
     gateways: dict[str, Any] | None = None
     mcp: dict[str, Any] | None = None
 
 
 class DevboxUpdateParameters(StrictRequest):
-    name: str | None = Field(None, max_length=256)
+    name: Annotated[str, limited(NAME_MAX, "name")] | None = None
     metadata: dict[str, str] | None = None
 
 
 class DevboxWaitForStatusRequest(StrictRequest):
     # Plain strings, so an unknown status is our 400 with a clear message rather than a 422.
-    statuses: list[str]
+    statuses: list[Annotated[str, limited(WORD_MAX, "a status")]]
     timeout_seconds: float | None = None
 
 

@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel
 
-from app.api.schemas.common import StrictRequest
+from app.api.schemas.common import StrictRequest, limited, runnable
+from app.domain.limits import ID_MAX, WORD_MAX
+
+# shell_name is bounded (1-256 characters) by the execution service, which answers 400 the same way.
 
 
 class DevboxCreateExecutionParameters(StrictRequest):
-    command: str
+    command: Annotated[str, runnable("command")]
     shell_name: str | None = None
     attach_stdin: bool | None = None
 
 
 class DevboxStartExecutionParameters(StrictRequest):
-    command_id: str
-    command: str
+    command_id: Annotated[str, limited(ID_MAX, "command_id")]
+    command: Annotated[str, runnable("command")]
     shell_name: str | None = None
     optimistic_timeout: float | None = None
 
 
 class DevboxWaitForCommandRequest(StrictRequest):
-    statuses: list[str]
+    statuses: list[Annotated[str, limited(WORD_MAX, "a status")]]
     timeout_seconds: float | None = None
 
 
@@ -52,7 +55,7 @@ class DevboxKillExecutionRequest(StrictRequest):
 
 
 class DevboxSendStdInRequest(StrictRequest):
-    text: str | None = None
+    text: str | None = None  # data for the command's stdin: the body limit only
     signal: Literal["EOF", "INTERRUPT"] | None = None
 
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from app.api.schemas.common import StrictRequest
+from typing import Annotated
+
+from app.api.schemas.common import StrictRequest, limited
+from app.domain.limits import PATH_MAX
 
 
 class DevboxWriteFileParameters(StrictRequest):
-    file_path: str
-    contents: str
+    file_path: Annotated[str, limited(PATH_MAX, "file_path")]
+    contents: str  # data: the body limit only
 
 
 class DevboxReadFileParameters(StrictRequest):
-    file_path: str
+    file_path: Annotated[str, limited(PATH_MAX, "file_path")]
 
 
 class DevboxDownloadFileParameters(StrictRequest):
-    path: str
+    path: Annotated[str, limited(PATH_MAX, "path")]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel
 
-from app.api.schemas.common import StrictRequest
+from app.api.schemas.common import StrictRequest, limited
+from app.domain.limits import WORD_MAX
 
 
 class PtyConnectView(BaseModel):
@@ -25,7 +26,7 @@ class PtyControlParameters(StrictRequest):
     action: Literal["resize", "signal", "close"] | None = None
     cols: int | None = None
     rows: int | None = None
-    signal: str | None = None
+    signal: Annotated[str, limited(WORD_MAX, "signal")] | None = None
 
 
 class PtyControlResultView(BaseModel):

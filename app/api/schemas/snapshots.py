@@ -10,6 +10,8 @@ from app.api.schemas.common import StrictRequest
 
 
 class DevboxSnapshotRequest(StrictRequest):
+    """name (256) and commit_message (1000) are bounded by SnapshotFields.check in the service (400)."""
+
     name: str | None = None
     # Any JSON here: the service answers 400 (not 422) naming a value that is not a string.
     metadata: dict[str, Any] | None = None
