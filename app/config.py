@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,6 +20,9 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Address the API listens on.")
     port: int = Field(8000, description="Port for the API (HTTP/1.1 and cleartext HTTP/2 on the same port).")
+    log_format: Literal["json", "text"] = Field(
+        "json", description="Server log lines: JSON objects (with request ids) or plain text."
+    )
     data_dir: Path = Field(Path.home() / ".local/share/devboxd", description="Where the SQLite file and keys live.")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file in data_dir.")
     api_keys: str = Field("", description="Comma-separated bearer keys; empty: one is generated and stored.")

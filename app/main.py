@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from app.api.body_limit import BodyLimit
 from app.api.deps import Services
 from app.api.errors import install_error_handlers
+from app.api.request_log import RequestLog
 from app.api.routers import files, lifecycle, logs, shell, snapshots, ssh, system, tunnels, unsupported
 from app.api.routers import ptys as pty_routes
 from app.api.tunnel_proxy import TunnelProxy
@@ -209,4 +210,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(unsupported.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(TunnelProxy, domain=settings.tunnel_domain)
+    app.add_middleware(RequestLog)  # outermost: ids, access log and latency for tunnel traffic too
     return app

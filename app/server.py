@@ -4,7 +4,6 @@ TypeScript Runloop client needs; uvicorn speaks HTTP/1.1 only."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 
 from hypercorn.asyncio import serve as hypercorn_serve
@@ -12,6 +11,7 @@ from hypercorn.config import Config
 
 from app.config import Settings
 from app.main import create_app
+from app.observability.logs import configure_logging
 
 
 def hypercorn_config(settings: Settings) -> Config:
@@ -27,8 +27,7 @@ def hypercorn_config(settings: Settings) -> Config:
 
 
 def serve(settings: Settings) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # the tunnel proxy's client: one line per request
+    configure_logging(settings.log_format)
     app = create_app(settings)
 
     async def main() -> None:

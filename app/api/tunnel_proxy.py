@@ -70,6 +70,7 @@ class TunnelProxy:
             await self.app(scope, receive, send)
             return
         key, port, path = route
+        scope["devboxd.tunnel"] = True  # for the request log: its route label
         tunnels: TunnelService = scope["app"].state.services.tunnels
         authorization = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1") or None
         try:

@@ -164,6 +164,14 @@ class DevboxService:
             raise NotFound(f"devbox {devbox_id} not found")
         return devbox
 
+    async def status_counts(self) -> dict[str, int]:
+        """Devboxes of all tenants by status, every status present (zeros included)."""
+        counts = await self._store.count_by_status()
+        return {status.value: counts.get(status.value, 0) for status in S}
+
+    def warm_ready(self) -> int:
+        return self._pool.ready_count() if self._pool is not None else 0
+
     async def get_for_credential(self, devbox_id: str) -> Devbox | None:
         """For credentials that name their devbox themselves (SSH keys), which say nothing of the tenant."""
         return await self._store.get(devbox_id, with_transitions=False)

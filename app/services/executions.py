@@ -25,6 +25,7 @@ from app.domain.errors import (
 )
 from app.domain.ids import new_id
 from app.domain.statuses import ExecutionStatus, LogSource
+from app.observability.metrics import EXECUTIONS_FINISHED, EXECUTIONS_STARTED
 from app.services.agent_channel import AgentChannel, AgentChannels
 from app.services.background import BackgroundTasks
 from app.services.devboxes import DevboxService
@@ -283,6 +284,7 @@ class ExecutionService:
         channel = await self._channels.get(devbox.id)
         live.channel = channel
         await self._devboxes.touch(devbox.id)
+        EXECUTIONS_STARTED.inc()
         await channel.run(
             execution.id, execution.command, devbox.username, execution.shell_name, live.attach_stdin, live
         )
@@ -296,6 +298,7 @@ class ExecutionService:
 
     async def _finish(self, live: LiveExecution, exit_status: int, note: str | None) -> None:
         execution = live.execution
+        EXECUTIONS_FINISHED.labels("killed" if live.killed.is_set() else "lost" if note else "exited").inc()
         end = now_ms()
         entry = LogEntry(
             devbox_id=execution.devbox_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.drivers.base import SandboxDriver
@@ -33,11 +34,17 @@ class HealthService:
         self._image = image
         self._head = head_revision()
         self.image_problem: str | None = None  # set while the image is building or after its build failed
+        self._migrated = False  # once at head, a database stays there: later checks only ask it to answer
 
     async def check(self) -> HealthReport:
         try:
             async with self._engine.connect() as conn:
-                revision = await conn.run_sync(current_revision)
+                if self._migrated:
+                    await conn.execute(text("SELECT 1"))
+                    revision = self._head
+                else:
+                    revision = await conn.run_sync(current_revision)
+            self._migrated = revision == self._head
             database = "ok" if revision == self._head else f"not migrated (at {revision}, head {self._head})"
         except Exception as exc:
             database = f"unavailable: {type(exc).__name__}"

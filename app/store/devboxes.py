@@ -98,6 +98,12 @@ class DevboxStore:
         async with self._engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
 
+    async def count_by_status(self) -> dict[str, int]:
+        """All tenants: for operators' metrics."""
+        query = select(devboxes.c.status, func.count()).group_by(devboxes.c.status)
+        async with self._engine.connect() as conn:
+            return {str(status): int(count) for status, count in (await conn.execute(query)).all()}
+
     async def list_not_terminal(self) -> list[Devbox]:
         query = select(devboxes).where(devboxes.c.status.not_in([s.value for s in TERMINAL]))
         async with self._engine.connect() as conn:
