@@ -40,6 +40,17 @@ SHELLS_DIR = "/run/devboxd-env/shells"
 DEVBOX_ENV_FILE = "/run/devboxd-env/env"
 STATE_FILES = ("cwd", "env", "functions")
 DROPPED_ENV = {"PWD", "SHLVL", "_"}
+# A plain command normally costs a bash start plus a login (/etc/profile forks `id`, ~/.profile): ~3-4 ms.
+# So the agent keeps one "spare" login bash started ahead, as the user, that has read its profile and
+# waits for a command on a pipe; a command then costs writing it there. The spare is used only while
+# nothing it read can have changed: same user and environment, and the same profile files.
+SPARE_SCRIPT = (
+    '__devboxd_fd=$1; set --; IFS= read -r -d "" -u "$__devboxd_fd" __devboxd_cmd; '
+    'exec {__devboxd_fd}<&-; unset -v __devboxd_fd; eval "unset -v __devboxd_cmd; $__devboxd_cmd"'
+)
+SPARE_COMMAND_MAX = 16 * 1024  # bash reads the pipe a byte at a time: long commands go the usual way
+PROFILE_FILES = ("/etc/profile", "/etc/bash.bashrc", ".bash_profile", ".bash_login", ".profile", ".bashrc")
+PROFILE_DIR = "/etc/profile.d"
 
 # Runs every named-shell command: restores functions and aliases, runs the command in this shell, and
 # saves the state on exit whatever the exit path (`exit N`, a failing `set -e`, the end of the script).
@@ -143,6 +154,42 @@ class Command:
         self.pty: int | None = None  # the pty master, for resizes and the foreground process group
 
 
+def profile_stamp(home: str) -> tuple[Any, ...]:
+    """What a login bash reads, as (mtime, size, inode) per file: any change means a new login."""
+    paths = [os.path.join(home, name) for name in PROFILE_FILES]  # absolute names stay as they are
+    with contextlib.suppress(OSError):
+        paths += sorted(entry.path for entry in os.scandir(PROFILE_DIR))
+    stamps: list[Any] = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+            stamps.append((path, st.st_mtime_ns, st.st_size, st.st_ino))
+        except OSError:
+            stamps.append((path, None))
+    return tuple(stamps)
+
+
+class Spare:
+    """A login bash waiting for its command on `command_w` (see SPARE_SCRIPT)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], command_w: int, user: str, env_version: int, stamp: Any) -> None:
+        self.proc = proc
+        self.command_w = command_w
+        self.user = user
+        self.env_version = env_version
+        self.stamp = stamp
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.command_w)
+        with contextlib.suppress(OSError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
 class Agent:
     def __init__(self) -> None:
         self.out = Output(sys.stdout.fileno())
@@ -150,12 +197,19 @@ class Agent:
         self.commands: dict[str, Command] = {}
         self.inbuf = bytearray()
         self.base_env: dict[str, str] = {}
+        self.env_version = 0
+        self.spare: Spare | None = None
+        self.spare_user: str | None = None  # the user of the last plain command: the next is likely the same
         self.load_env()
 
     def load_env(self) -> None:
         """At start, and again when a warm-pool devbox is claimed and its env file rewritten."""
         self.base_env = dict(os.environ)
         self.base_env.update(read_devbox_env())
+        self.env_version += 1
+        if self.spare is not None:  # it started with the old environment
+            self.spare.discard()
+            self.spare = None
 
     def run_forever(self) -> None:
         wake_r, wake_w = os.pipe()
@@ -187,6 +241,8 @@ class Agent:
         for command in self.commands.values():
             with contextlib.suppress(OSError):
                 os.killpg(command.proc.pid, signal.SIGKILL)
+        if self.spare is not None:
+            self.spare.discard()
 
     # --- control messages ---------------------------------------------------------------------------------
 
@@ -219,6 +275,8 @@ class Agent:
             return
         if op == "env":
             self.load_env()
+            self.spare_user = self.spare_user or "user"  # a claimed warm devbox: the default user, likely
+            self.prepare_spare()
             return
         command = self.commands.get(header.get("id", ""))
         if command is None:
@@ -287,8 +345,73 @@ class Agent:
         if command.stdin_fd is not None:
             set_nonblocking(command.stdin_fd)
 
+    def prepare_spare(self) -> None:
+        """Start the spare login bash for the likely next plain command, if there is none."""
+        if self.spare is not None or self.spare_user is None:
+            return
+        try:
+            user = pwd.getpwnam(self.spare_user)
+            stamp = profile_stamp(user.pw_dir)  # before the login reads the files: a change after shows
+            command_r, command_w = os.pipe()
+            try:
+                proc = subprocess.Popen(
+                    ["bash", "-l", "-c", SPARE_SCRIPT, "bash", str(command_r)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    pass_fds=(command_r,),
+                    cwd=user.pw_dir if os.path.isdir(user.pw_dir) else "/",
+                    env=self.user_env(user),
+                    user=user.pw_uid,
+                    group=user.pw_gid,
+                    extra_groups=os.getgrouplist(user.pw_name, user.pw_gid),
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            finally:
+                os.close(command_r)
+        except Exception:  # no such user, no bash, out of processes: commands start the usual way
+            return
+        self.spare = Spare(proc, command_w, user.pw_name, self.env_version, stamp)
+
+    def take_spare(self, header: dict[str, Any], user: pwd.struct_passwd) -> Command | None:
+        """The spare as this command, when it is certain to behave as a fresh `bash -lc` would."""
+        spare, self.spare = self.spare, None
+        self.spare_user = user.pw_name
+        if spare is None:
+            return None
+        command = header["command"].encode()
+        usable = (
+            spare.user == user.pw_name
+            and spare.env_version == self.env_version
+            and len(command) <= SPARE_COMMAND_MAX
+            and b"\0" not in command
+            and spare.proc.poll() is None
+            and spare.stamp == profile_stamp(user.pw_dir)
+        )
+        if not usable:
+            spare.discard()
+            return None
+        proc = spare.proc
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        try:
+            os.write(spare.command_w, command + b"\0")  # fits the pipe: SPARE_COMMAND_MAX
+        except OSError:
+            spare.discard()
+            return None
+        os.close(spare.command_w)
+        stdin: IO[bytes] | None = proc.stdin
+        if not header.get("stdin"):
+            proc.stdin.close()  # as good as /dev/null: reads see end of file
+            stdin = None
+        return Command(header["id"], proc, {1: proc.stdout, 2: proc.stderr}, stdin)
+
     def spawn(self, header: dict[str, Any], user: pwd.struct_passwd) -> Command:
         state = None
+        if not header.get("shell"):
+            prepared = self.take_spare(header, user)
+            if prepared is not None:
+                return prepared
         if header.get("shell"):
             state, argv, cwd, env = self.shell_plan(header["shell"], header["command"], user)
         else:
@@ -410,6 +533,8 @@ class Agent:
                 self.keep_shell_state(command.shell_state)
             del self.commands[command.id]
             self.out.send({"ev": "exit", "id": command.id, "code": code if code >= 0 else 128 - code})
+            if not self.commands:  # after the exit went out, while nothing else runs: off the hot path
+                self.prepare_spare()
 
     @staticmethod
     def keep_shell_state(state: str) -> None:

@@ -500,6 +500,27 @@ def test_unnamed_commands_start_fresh_in_home(shared_http, devbox_id):
     assert second["stdout"] == "/home/user\nunset\nnofn\n"
 
 
+def test_each_command_sees_a_fresh_login_shell_even_from_a_prestarted_one(http, devbox_factory):
+    """Plain commands may run in a login bash the agent started ahead: it must be indistinguishable from
+    `bash -lc command` (arguments, $0, stdin, no leftovers), and a change to the profile shows at once."""
+    devbox_id = devbox_factory()["id"]
+    for _ in range(3):  # the first starts the usual way; the next ones find a prestarted shell
+        result = sync(
+            http,
+            devbox_id,
+            'echo "$0|$#|${__devboxd_cmd-none}|${__devboxd_fd-none}"; shopt -q login_shell && echo login',
+        )
+        assert result["stdout"] == "bash|0|none|none\nlogin\n"
+    assert sync(http, devbox_id, "read -r line; echo rc=$?")["stdout"] == "rc=1\n"  # stdin: at its end
+    assert sync(http, devbox_id, "ls /proc/self/fd | wc -l")["stdout"].strip() == "4"  # 0-2 and ls's own
+    sync(http, devbox_id, "echo 'export FROM_PROFILE=yes' >> ~/.profile")
+    assert sync(http, devbox_id, 'echo "${FROM_PROFILE-no}"')["stdout"] == "yes\n"
+    sync(http, devbox_id, "sudo sh -c 'echo export FROM_ETC=1 > /etc/profile.d/zz-test.sh'")
+    assert sync(http, devbox_id, 'echo "${FROM_ETC-no}"')["stdout"] == "1\n"
+    syntax = sync(http, devbox_id, "echo (")
+    assert syntax["exit_status"] == 2 and "syntax error" in syntax["stderr"]
+
+
 def test_different_shell_names_are_independent(shared_http, devbox_id):
     shell_a, shell_b = unique("indep-a"), unique("indep-b")
     sync(shared_http, devbox_id, "cd /tmp && export WHICH=a", shell_name=shell_a)
