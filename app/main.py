@@ -40,6 +40,7 @@ from app.services.startup import StartupWriter
 from app.services.status_watch import StatusWatch
 from app.services.tunnels import TunnelService
 from app.services.warm_pool import WarmPool
+from app.store.api_keys import ApiKeyStore
 from app.store.database import create_engine_for, migrate
 from app.store.devboxes import DevboxStore
 from app.store.executions import ExecutionStore
@@ -88,6 +89,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(migrate, database_url)
         engine = create_engine_for(database_url)
+        api_keys.use_store(ApiKeyStore(engine))
         driver = DockerDriver(threads=settings.docker_threads)
         tasks = BackgroundTasks()
         watch = StatusWatch()

@@ -35,13 +35,13 @@ def services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
-def tenant(request: Request) -> str:
+async def tenant(request: Request) -> str:
     """The caller's tenant id from `Authorization: Bearer <key>`; 401 otherwise."""
     keys: ApiKeys = request.app.state.api_keys
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("missing bearer token: send 'Authorization: Bearer <API key>'")
-    owner = keys.tenant_for(token.strip())
+    owner = await keys.tenant_for(token.strip())
     if owner is None:
         raise Unauthorized("invalid API key")
     return owner

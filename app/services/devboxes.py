@@ -656,7 +656,14 @@ class DevboxService:
         devbox = await self._store.get(devbox_id)
         watched = (S.RUNNING, S.INITIALIZING, S.SUSPENDED) if removed else (S.RUNNING, S.INITIALIZING)
         if devbox is None or devbox.status not in watched:
-            return  # our own suspend/shutdown, or already handled
+            # Our own suspend/shutdown, or already handled; or ended by `devboxd devboxes shutdown` in
+            # another process, which this one learns of here: forget it as running, wake its waiters.
+            forgotten = (
+                self._running.pop(devbox_id, None) if devbox is not None and devbox.status != S.RUNNING else None
+            )
+            if forgotten is not None:
+                self._watch.notify(devbox_id)
+            return
         name = container_name(devbox_id)
         state = None if removed else await self._driver.inspect(name)
         if state is not None and state.running:

@@ -98,6 +98,15 @@ class DevboxStore:
         async with self._engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
 
+    async def list_all(self, status: DevboxStatus | None, limit: int) -> list[Devbox]:
+        """Every tenant's, newest first: for operators."""
+        query = select(devboxes)
+        if status is not None:
+            query = query.where(devboxes.c.status == status.value)
+        query = query.order_by(devboxes.c.create_time_ms.desc(), devboxes.c.id.desc()).limit(limit)
+        async with self._engine.connect() as conn:
+            return await self._load(conn, (await conn.execute(query)).all())
+
     async def count_by_status(self) -> dict[str, int]:
         """All tenants: for operators' metrics."""
         query = select(devboxes.c.status, func.count()).group_by(devboxes.c.status)

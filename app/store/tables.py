@@ -127,3 +127,12 @@ devbox_ssh_keys = Table(
     Column("create_time_ms", BigInteger, nullable=False),
     Index("ix_devbox_ssh_keys_devbox", "devbox_id"),
 )
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("digest", String(64), primary_key=True),  # SHA-256 of the key, hex: the key itself is never stored
+    Column("name", String(256), nullable=False),
+    Column("create_time_ms", BigInteger, nullable=False),
+    Column("revoked_time_ms", BigInteger),
+)

@@ -95,7 +95,7 @@ async def control_pty(
 async def devbox_pty_socket(websocket: WebSocket, id: str, session_name: str) -> None:
     keys: ApiKeys = websocket.app.state.api_keys
     scheme, _, token = (websocket.headers.get("authorization") or "").partition(" ")
-    owner = keys.tenant_for(token.strip()) if scheme.lower() == "bearer" else None
+    owner = await keys.tenant_for(token.strip()) if scheme.lower() == "bearer" else None
     if owner is None:
         await _refuse(websocket, 4401, "invalid API key")
         return
