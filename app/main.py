@@ -20,7 +20,7 @@ from app.config import Settings
 from app.domain.pool_sizes import parse_pool_sizes
 from app.drivers.docker_driver import DockerDriver
 from app.drivers.docker_image import default_image_tag
-from app.services.agent_channel import AgentChannels
+from app.services.agent_channel import AGENT_SOURCE, AgentChannels
 from app.services.auth import ApiKeys, load_or_create_key
 from app.services.background import BackgroundTasks
 from app.services.container_files import ContainerFiles
@@ -101,7 +101,7 @@ def create_app(settings: Settings) -> FastAPI:
         log_store = LogStore(engine, on_append=lambda devbox_id: watch.notify(f"logs:{devbox_id}"))
         container_files = ContainerFiles(log_store, driver)
         instance = settings.resolved_instance_id
-        private_dirs = PrivateDirs(settings.data_dir / "devbox-env")
+        private_dirs = PrivateDirs(settings.data_dir / "devbox-env", AGENT_SOURCE.read_bytes())
         startup = StartupWriter(container_files, log_store, driver, settings.git_base_url)
         devboxes = DevboxService(
             devbox_store,

@@ -1,5 +1,7 @@
-"""The in-devbox command agent: one process per devbox, started as root over a single `docker exec`
-whose stdin/stdout carry framed messages. Each command the server sends becomes a child process with
+"""The in-devbox command agent: one process per devbox, running as root. Normally the container's own
+command (`--listen`): the server connects over a unix socket in the devbox's private mount, no engine
+call in between. Otherwise (containers made before that) started over a `docker exec` whose
+stdin/stdout carry the frames. Each command the server sends becomes a child process with
 its own pipes and process group, so a command costs a fork instead of a `docker exec` (55-70 ms).
 
 Standard library only, and nothing outside this file: it runs under the devbox image's python3.
@@ -26,6 +28,7 @@ import pwd
 import select
 import selectors
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -33,6 +36,8 @@ import termios
 from typing import IO, Any
 
 VERSION = 1
+with open(__file__, "rb") as _self:  # which agent this is: a server with another one asks it to re-exec
+    SOURCE_DIGEST = hashlib.sha256(_self.read()).hexdigest()
 HEADER = struct.Struct(">II")
 READ_CHUNK = 256 * 1024
 # The devbox's private mount (see private_dirs.py): never part of a snapshot.
@@ -190,9 +195,14 @@ class Spare:
                 pipe.close()
 
 
+class ReExec(Exception):
+    """The server brought a newer agent: replace this process with it (listening mode)."""
+
+
 class Agent:
-    def __init__(self) -> None:
-        self.out = Output(sys.stdout.fileno())
+    def __init__(self, control_fd: int, out_fd: int) -> None:
+        self.control_fd = control_fd
+        self.out = Output(out_fd)
         self.selector = selectors.DefaultSelector()
         self.commands: dict[str, Command] = {}
         self.inbuf = bytearray()
@@ -212,21 +222,28 @@ class Agent:
             self.spare = None
 
     def run_forever(self) -> None:
+        """Until the server hangs up; then what it started is ended (it ends its executions too)."""
         wake_r, wake_w = os.pipe()
         set_nonblocking(wake_r)
         set_nonblocking(wake_w)
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-        stdin_fd = sys.stdin.fileno()
-        set_nonblocking(stdin_fd)
+        control_fd = self.control_fd
+        set_nonblocking(control_fd)
         self.selector.register(wake_r, selectors.EVENT_READ, lambda: self.drain_wakeups(wake_r))
-        self.selector.register(stdin_fd, selectors.EVENT_READ, lambda: self.read_control(stdin_fd))
-        while stdin_fd in self.selector.get_map():
-            for key, _ in self.selector.select(timeout=1.0):
-                key.data()
-            self.reap()
-        self.shut_down()
+        self.selector.register(control_fd, selectors.EVENT_READ, lambda: self.read_control(control_fd))
+        try:
+            while control_fd in self.selector.get_map():
+                for key, _ in self.selector.select(timeout=1.0):
+                    key.data()
+                self.reap()
+        finally:
+            self.shut_down()
+            signal.set_wakeup_fd(-1)
+            self.selector.close()
+            os.close(wake_r)
+            os.close(wake_w)
 
     @staticmethod
     def drain_wakeups(fd: int) -> None:
@@ -251,6 +268,8 @@ class Agent:
             data = os.read(fd, READ_CHUNK)
         except BlockingIOError:
             return
+        except OSError:  # the server's connection broke: as good as a hang-up
+            data = b""
         if not data:
             self.selector.unregister(fd)
             return
@@ -268,8 +287,10 @@ class Agent:
     def handle(self, header: dict[str, Any], body: bytes) -> None:
         op = header.get("op")
         if op == "hello":
-            self.out.send({"ev": "hello", "version": VERSION, "pid": os.getpid()})
+            self.out.send({"ev": "hello", "version": VERSION, "pid": os.getpid(), "digest": SOURCE_DIGEST})
             return
+        if op == "reexec":
+            raise ReExec
         if op == "run":
             self.run(header)
             return
@@ -549,9 +570,38 @@ class Agent:
                     os.unlink(path)
 
 
+def listen(path: str) -> None:
+    """The container's own agent (started with it, not by an exec): the server connects over a unix
+    socket in the private mount, one connection at a time; a new one replaces the old (server restart)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)  # root only: the devbox user must not drive the agent
+    try:
+        server.bind(path)
+    finally:
+        os.umask(old_umask)
+    server.listen(4)
+    while True:
+        conn, _ = server.accept()
+        agent = Agent(conn.fileno(), conn.fileno())
+        try:
+            agent.run_forever()
+        except ReExec:
+            conn.close()
+            server.close()
+            os.execv(sys.executable, [sys.executable, "-I", "-S", os.path.abspath(__file__), "--listen", path])
+        except OSError:
+            pass  # the connection broke mid-frame: wait for the next one
+        conn.close()
+
+
 def main() -> None:
     os.makedirs(SHELLS_DIR, mode=0o755, exist_ok=True)
-    Agent().run_forever()
+    if len(sys.argv) == 3 and sys.argv[1] == "--listen":
+        listen(sys.argv[2])
+    else:
+        Agent(sys.stdin.fileno(), sys.stdout.fileno()).run_forever()
 
 
 if __name__ == "__main__":

@@ -8,15 +8,18 @@ when the connection closes, every command still on it ends with the reason."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
+import os
 import struct
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 from app.domain.devbox import container_name
-from app.domain.errors import BackendError
+from app.domain.errors import BackendError, ContainerGone
 from app.drivers.base import ExecChannel, SandboxDriver
 from app.services.private_dirs import AGENT_FILE, PrivateDirs
 
@@ -26,6 +29,8 @@ AGENT_SOURCE = Path(__file__).resolve().parents[1] / "agent" / "devbox_agent.py"
 AGENT_ARGV = ["python3", "-I", "-S", AGENT_FILE]
 HEADER = struct.Struct(">II")
 HANDSHAKE_SECONDS = 15.0
+CONNECT_RETRY_SECONDS = 0.01
+SOCKET_READ_LIMIT = 1024 * 1024
 
 
 class CommandSink(Protocol):
@@ -56,7 +61,8 @@ class AgentChannel:
         self._close_reason: str | None = None
         self.closed = False
 
-    async def start(self) -> None:
+    async def start(self) -> dict[str, Any]:
+        """Say hello; the agent's answer (its version and source digest)."""
         self._reader = asyncio.create_task(self._read_loop(), name=f"agent-{self.devbox_id}")
         await self._channel.write(frame({"op": "hello"}))
         try:
@@ -65,6 +71,12 @@ class AgentChannel:
             self.close()
             raise BackendError("the command agent in the devbox did not answer") from None
         log.debug("agent %s ready: %s", self.devbox_id, hello)
+        return hello
+
+    async def replace_agent(self) -> None:
+        """Ask a listening agent of another version to re-exec itself from the file just installed."""
+        await self._channel.write(frame({"op": "reexec"}))
+        self.close("the command agent was replaced")
 
     async def run(
         self, execution_id: str, command: str, user: str, shell: str | None, stdin: bool, sink: CommandSink
@@ -172,6 +184,49 @@ class AgentChannel:
             sink.exited(int(header["code"]))
 
 
+class SocketChannel:
+    """The connection to a container's listening agent (a unix socket in its private mount): frames go
+    straight between the server and the agent, with no engine in between. Reads arrive as stream 1."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def connect(cls, path: Path) -> SocketChannel:
+        # A socket path longer than sun_path allows (108 bytes) is reached through its directory's fd.
+        if len(str(path)) < 100:
+            reader, writer = await asyncio.open_unix_connection(str(path), limit=SOCKET_READ_LIMIT)
+            return cls(reader, writer)
+        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            reader, writer = await asyncio.open_unix_connection(
+                f"/proc/self/fd/{folder}/{path.name}", limit=SOCKET_READ_LIMIT
+            )
+        finally:
+            os.close(folder)
+        return cls(reader, writer)
+
+    async def read(self) -> tuple[int, bytes] | None:
+        try:
+            data = await self._reader.read(SOCKET_READ_LIMIT)
+        except ConnectionError:
+            return None
+        return (1, data) if data else None
+
+    async def write(self, data: bytes) -> None:
+        async with self._write_lock:
+            self._writer.write(data)
+            try:
+                await self._writer.drain()
+            except ConnectionError as exc:
+                raise ContainerGone(f"the channel into the devbox closed: {exc}") from exc
+
+    def close(self) -> None:
+        self._writer.close()
+
+
 class AgentChannels:
     """One channel per running devbox, opened once however many commands ask at the same time."""
 
@@ -180,7 +235,7 @@ class AgentChannels:
         self._private_dirs = private_dirs
         self._channels: dict[str, AgentChannel] = {}
         self._opening: dict[str, asyncio.Future[AgentChannel]] = {}
-        self._source = AGENT_SOURCE.read_bytes()
+        self._digest = hashlib.sha256(private_dirs.agent_source).hexdigest()
 
     def is_open(self, devbox_id: str) -> bool:
         channel = self._channels.get(devbox_id)
@@ -201,14 +256,40 @@ class AgentChannels:
         name = container_name(devbox_id)
         # Installed on every open, into the devbox's private mount: always this server's version.
         try:
-            await asyncio.to_thread(self._private_dirs.install_agent, devbox_id, self._source)
+            await asyncio.to_thread(self._private_dirs.install_agent, devbox_id)
         except OSError as exc:
             raise BackendError(f"cannot install the command agent: {exc}") from exc
+        socket_path = self._private_dirs.agent_socket(devbox_id)
+        if socket_path is not None:
+            return await self._connect(devbox_id, socket_path)
         exec_channel = await self._driver.open_channel(name, AGENT_ARGV, user="root")
         channel = AgentChannel(devbox_id, exec_channel, self._forget)
         await channel.start()
         self._channels[devbox_id] = channel
         return channel
+
+    async def _connect(self, devbox_id: str, path: Path) -> AgentChannel:
+        """The container's own agent; it may still be starting (create, resume), or be of an older
+        server (then it re-execs itself from the file just installed)."""
+        deadline = time.monotonic() + HANDSHAKE_SECONDS
+        replaced = False
+        while True:
+            try:
+                connection = await SocketChannel.connect(path)
+            except (FileNotFoundError, ConnectionRefusedError) as exc:
+                if time.monotonic() > deadline:
+                    raise BackendError(f"the command agent in the devbox is not listening: {exc}") from exc
+                await asyncio.sleep(CONNECT_RETRY_SECONDS)
+                continue
+            except OSError as exc:
+                raise BackendError(f"cannot reach the command agent in the devbox: {exc}") from exc
+            channel = AgentChannel(devbox_id, connection, self._forget)
+            hello = await channel.start()
+            if hello.get("digest") == self._digest or replaced:
+                self._channels[devbox_id] = channel
+                return channel
+            await channel.replace_agent()
+            replaced = True
 
     def _forget(self, channel: AgentChannel) -> None:
         if self._channels.get(channel.devbox_id) is channel:

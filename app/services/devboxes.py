@@ -41,7 +41,7 @@ from app.domain.timers import check_keep_alive, idle_policy
 from app.domain.usage import Usage, compute_usage
 from app.drivers.base import LABEL_DEVBOX, LABEL_INSTANCE, LABEL_MANAGED, ContainerSpec, SandboxDriver
 from app.services.background import BackgroundTasks
-from app.services.private_dirs import ENV_DIR, ENV_FILE, GATE_FILE, PrivateDirs
+from app.services.private_dirs import AGENT_FILE, AGENT_SOCKET, ENV_DIR, ENV_FILE, GATE_FILE, PrivateDirs
 from app.services.startup import StartupContent, StartupWriter, plan_startup
 from app.services.status_watch import StatusWatch, check_statuses, hold_seconds
 from app.services.warm_pool import WarmContainer, WarmPool
@@ -59,7 +59,13 @@ DEFAULT_UID = 1000
 ENTRYPOINT_GATE = f"{ENV_DIR}/{GATE_FILE}"
 # With an entrypoint, the container's main process waits until launch commands are done, then becomes
 # the entrypoint: its exit is the container's exit, which shuts the devbox down.
+# The container's command: the command agent listening in the private mount (app/agent), or where the
+# image has no python3, a container that just stays up (commands then report that the agent is missing).
+_LISTENING_AGENT = f"command -v python3 >/dev/null 2>&1 && exec python3 -I -S {AGENT_FILE} --listen {AGENT_SOCKET}"
+_AGENT_COMMAND = f"{_LISTENING_AGENT}; exec sleep infinity"
+# With an entrypoint, the agent runs beside it; the entrypoint's exit ends the container.
 _ENTRYPOINT_WRAPPER = (
+    f"{{ {_LISTENING_AGENT} & }}; "
     f"while [ ! -e {ENTRYPOINT_GATE} ]; do sleep 0.05; done; "
     f'if [ -r {ENV_FILE} ]; then while IFS= read -r -d "" kv; do export "$kv"; done < {ENV_FILE}; fi; '
     'cd "$3" 2>/dev/null; exec runuser -u "$2" -- bash -lc "$1"'
@@ -342,7 +348,7 @@ class DevboxService:
                 devbox.home,
             ]
         else:
-            command = ["sleep", "infinity"]
+            command = ["/bin/sh", "-c", _AGENT_COMMAND]
         return ContainerSpec(
             name=container_name(devbox.id),
             image=devbox.image,
@@ -395,7 +401,7 @@ class DevboxService:
             env = startup.environment(devbox)
             container_id = await self._claim(warm, env) if warm is not None else None
             if container_id is None:
-                env_dir = await asyncio.to_thread(self._private_dirs.write_environment, devbox.id, env)
+                env_dir = await asyncio.to_thread(self._private_dirs.prepare, devbox.id, env)
                 container_id = await self._driver.run_container(self._container_spec(devbox, env_dir))
             self._container_started(devbox.id)
             await self._store.update_fields(devbox.id, container_id=container_id)

@@ -84,10 +84,22 @@ class WarmPool:
             self._wake.set()
             if self._channels.is_open(warm.devbox_id):
                 return warm
-            task = asyncio.create_task(self._discard(warm))  # died while waiting (e.g. an engine restart)
-            self._discarding.add(task)
-            task.add_done_callback(self._discarding.discard)
+            self._discard_soon(warm)  # died while waiting (e.g. an engine restart)
         return None
+
+    def _discard_soon(self, warm: WarmContainer) -> None:
+        task = asyncio.create_task(self._discard(warm))
+        self._discarding.add(task)
+        task.add_done_callback(self._discarding.discard)
+
+    def _drop_dead(self) -> None:
+        """Ready containers whose agent went away (killed, engine restart) no longer count: they are
+        removed and replaced, rather than holding a place in the pool until a create trips over them."""
+        for ready in self._ready.values():
+            dead = [warm for warm in ready if not self._channels.is_open(warm.devbox_id)]
+            for warm in dead:
+                ready.remove(warm)
+                self._discard_soon(warm)
 
     async def claim(self, warm: WarmContainer, env: dict[str, str]) -> None:
         """Give the claimed container its devbox's environment (secrets included), as a cold create would."""
@@ -109,6 +121,7 @@ class WarmPool:
         await self._learn_shapes()
         while not self._stopping:
             self._wake.clear()
+            self._drop_dead()
             for shape in self._shapes:
                 while len(self._ready[shape.key]) < shape.target and not self._stopping:
                     if self._creates_in_flight() > 0:
@@ -140,7 +153,7 @@ class WarmPool:
         self._filling.add(devbox_id)
         made = False
         try:
-            env_dir = await asyncio.to_thread(self._private_dirs.write_environment, devbox_id, {})
+            env_dir = await asyncio.to_thread(self._private_dirs.prepare, devbox_id, {})
             container_id = await self._driver.run_container(
                 self._spec_for(devbox_id, shape.cpus, shape.memory_bytes, env_dir)
             )
