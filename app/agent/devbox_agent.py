@@ -589,6 +589,7 @@ def listen(path: str) -> None:
             agent.run_forever()
         except ReExec:
             conn.close()
+            os.unlink(path)  # until the new agent listens, connecting fails rather than waiting on this one
             server.close()
             os.execv(sys.executable, [sys.executable, "-I", "-S", os.path.abspath(__file__), "--listen", path])
         except OSError:

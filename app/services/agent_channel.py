@@ -284,7 +284,14 @@ class AgentChannels:
             except OSError as exc:
                 raise BackendError(f"cannot reach the command agent in the devbox: {exc}") from exc
             channel = AgentChannel(devbox_id, connection, self._forget)
-            hello = await channel.start()
+            try:
+                hello = await channel.start()
+            except BackendError:
+                channel.close()
+                if not replaced or time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(CONNECT_RETRY_SECONDS)  # reached the agent that is re-executing
+                continue
             if hello.get("digest") == self._digest or replaced:
                 self._channels[devbox_id] = channel
                 return channel
