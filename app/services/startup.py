@@ -81,7 +81,7 @@ def plan_startup(
             plan.files.append((target, content))
         elif kind == "code_mount":
             plan.repos.append(_code_mount(mount, f"mounts[{i}]"))
-        elif kind in UNSUPPORTED_MOUNTS:
+        elif isinstance(kind, str) and kind in UNSUPPORTED_MOUNTS:
             raise Unsupported(f"mounts[{i}].type {kind}: {UNSUPPORTED_MOUNTS[kind]}")
         else:
             raise InvalidRequest(f"mounts[{i}].type must be file_mount or code_mount, got {kind!r}")
