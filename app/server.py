@@ -6,12 +6,17 @@ from __future__ import annotations
 import asyncio
 import signal
 
+import hypercorn.asyncio.tcp_server
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 
 from app.config import Settings
 from app.main import create_app
 from app.observability.logs import configure_logging
+
+# Hypercorn reads its sockets 64 KiB at a time, and every read then travels through h11, hypercorn and the
+# ASGI app: 4x fewer trips for a streamed upload with 256 KiB reads (the asyncio transport's own read size).
+SOCKET_READ_BYTES = 256 * 1024
 
 
 def hypercorn_config(settings: Settings) -> Config:
@@ -27,6 +32,7 @@ def hypercorn_config(settings: Settings) -> Config:
 
 
 def serve(settings: Settings) -> None:
+    hypercorn.asyncio.tcp_server.MAX_RECV = SOCKET_READ_BYTES  # a module constant: no Config field for it
     configure_logging(settings.log_format)
     app = create_app(settings)
 

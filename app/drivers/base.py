@@ -73,6 +73,17 @@ class StdinWriter(Protocol):
     async def abort(self) -> None: ...
 
 
+class FileSink(Protocol):
+    """A file of a size declared up front, being written into a container: write exactly that many bytes,
+    then close() (which raises if the engine failed), or abort()."""
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def abort(self) -> None: ...
+
+
 class ExecChannel(Protocol):
     """A long-lived process in a container with its stdin and (demultiplexed) stdout/stderr, used
     without threads: the persistent channel that commands travel over."""
@@ -130,6 +141,24 @@ class SandboxDriver(Protocol):
         self, container_id: str, argv: list[str], user: str, workdir: str | None = None
     ) -> AsyncIterator[bytes]:
         """Stream a command's stdout; raises BackendError at the end if it exited non-zero."""
+        ...
+
+    async def engine_file_size(self, container_id: str, path: str) -> int | None:
+        """Size of `path` as the engine itself sees the container's filesystem; None when it sees nothing.
+        Where that differs from what a process inside sees (a mount made inside, a sandboxed runtime),
+        put_file must not be used."""
+        ...
+
+    def read_file(self, container_id: str, path: str, size: int) -> AsyncIterator[bytes]:
+        """Stream the regular file `path` (no symlinks on the way), exactly `size` bytes, through the
+        engine, as root; raises BackendError if it is not that size (any more)."""
+        ...
+
+    async def put_file(
+        self, container_id: str, directory: str, name: str, size: int, mode: int, uid: int, gid: int
+    ) -> FileSink:
+        """Stream a new file of `size` bytes to `directory`/`name` (an existing directory, no symlinks on
+        the way) through the engine, as root, with the given mode and owner; replaces what was there."""
         ...
 
     async def open_channel(self, container_id: str, argv: list[str], user: str) -> ExecChannel: ...

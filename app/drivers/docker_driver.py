@@ -7,9 +7,13 @@ never stalls the event loop or the other devboxes.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import logging
+import queue
 import socket
+import tarfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -23,6 +27,7 @@ import requests.exceptions
 from app.domain.errors import BackendError, ContainerGone
 from app.drivers import docker_image
 from app.drivers.base import (
+    ENGINE_CONNECTED,
     LABEL_DEVBOX,
     LABEL_INSTANCE,
     LABEL_MANAGED,
@@ -32,13 +37,19 @@ from app.drivers.base import (
     ExecResult,
     HostCapacity,
 )
+from app.observability.metrics import docker_call
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 STREAM_QUEUE_CHUNKS = 8
 # Engine frames are small; handing each one across threads costs more than the copy. Batch to ~1 MiB.
 STREAM_BATCH_BYTES = 1024 * 1024
+# Buffers queued for an archive upload's thread beyond the one it is sending: it never waits for the event
+# loop, and memory stays at a few MiB per upload.
+ARCHIVE_QUEUE_BUFFERS = 4
+ARCHIVE_ABORT_WAIT_SECONDS = 30
 API_VERSION = "1.41"
+PING_TIMEOUT_SECONDS = 3.0
 # Docker's default set minus MKNOD (device nodes), NET_RAW (raw sockets: spoofing, ARP tricks) and SETPCAP.
 # What remains is what a dev user with sudo needs: file ownership, users and groups for package
 # managers, binding low ports, chroot for build tools, capabilities on installed files.
@@ -65,11 +76,20 @@ class DockerDriver:
         kwargs: dict[str, Any] = {"max_pool_size": threads, "timeout": 120, "version": API_VERSION}
         self._client = docker.DockerClient(base_url=base_url, **kwargs) if base_url else docker.from_env(**kwargs)
         self._capacity: HostCapacity | None = None
+        self._networks_seen: set[str] = set()
+        # Pings get their own client (short timeout) and threads: /health answers at once while the engine
+        # is away or stopping, however busy (or stuck) the main pool is.
+        ping_kwargs: dict[str, Any] = {"timeout": PING_TIMEOUT_SECONDS, "version": API_VERSION}
+        self._ping_client = (
+            docker.APIClient(base_url=base_url, **ping_kwargs) if base_url else docker.from_env(**ping_kwargs).api
+        )
+        self._ping_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="docker-ping")
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+            with docker_call(getattr(fn, "__name__", "call").lstrip("_").removesuffix("_blocking")):
+                return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
         except docker.errors.NotFound as exc:
             raise ContainerGone(str(exc.explanation or exc)) from exc
         except docker.errors.APIError as exc:
@@ -78,9 +98,12 @@ class DockerDriver:
             raise BackendError(f"Docker engine unavailable: {exc}") from exc
 
     async def ping(self) -> bool:
+        """Whether the engine answers, within a few seconds whatever state it is in."""
+        loop = asyncio.get_running_loop()
         try:
-            return bool(await self._run(self._client.ping))
-        except BackendError:
+            answer = loop.run_in_executor(self._ping_pool, self._ping_client.ping)
+            return bool(await asyncio.wait_for(answer, PING_TIMEOUT_SECONDS + 1))
+        except Exception:  # refused, timed out, shutting down: all mean "not available now"
             return False
 
     async def capacity(self) -> HostCapacity:
@@ -117,9 +140,23 @@ class DockerDriver:
                 raise
 
     def _run_container_blocking(self, spec: ContainerSpec) -> str:
-        api = self._client.api
-        if spec.network:
+        # The network is looked up once, not on every create (an engine call each); if it vanished since
+        # (removed by hand, an engine reset), the create fails with 404 and is retried after making it.
+        if spec.network and spec.network not in self._networks_seen:
             self._ensure_network(spec.network)
+            self._networks_seen.add(spec.network)
+        try:
+            return self._create_and_start(spec)
+        except docker.errors.NotFound as exc:
+            if not spec.network or "network" not in str(exc.explanation or exc).lower():
+                raise
+            self._networks_seen.discard(spec.network)
+            self._ensure_network(spec.network)
+            self._networks_seen.add(spec.network)
+            return self._create_and_start(spec)
+
+    def _create_and_start(self, spec: ContainerSpec) -> str:
+        api = self._client.api
         host_config = api.create_host_config(
             nano_cpus=int(spec.cpus * 1e9),
             mem_limit=spec.memory_bytes,
@@ -177,10 +214,14 @@ class DockerDriver:
         except ContainerGone:
             return None
         state = data["State"]
+        # The engine sets OOMKilled once any process in the container was OOM-killed, and keeps it: a
+        # command that ran out of memory while the devbox carried on would brand a later, unrelated stop.
+        # The container died of it only if its main process was SIGKILLed (137 = 128 + 9, through tini).
+        exit_code = state.get("ExitCode")
         return ContainerState(
             running=bool(state.get("Running")),
-            exit_code=state.get("ExitCode"),
-            oom_killed=bool(state.get("OOMKilled")),
+            exit_code=exit_code,
+            oom_killed=bool(state.get("OOMKilled")) and exit_code == 137,
         )
 
     def _exec_blocking(
@@ -273,6 +314,82 @@ class DockerDriver:
                 queue.get_nowait()
             await asyncio.wait([task], timeout=5)
 
+    async def engine_file_size(self, container_id: str, path: str) -> int | None:
+        """Size of `path` as the engine sees it in the container's filesystem (HEAD .../archive); None when
+        it sees nothing there."""
+
+        def stat() -> int | None:
+            api: Any = self._client.api  # docker-py has no HEAD .../archive of its own
+            response = api.head(
+                api._url("/containers/{0}/archive", container_id), params={"path": path}, timeout=api.timeout
+            )
+            if response.status_code == 404:
+                return None
+            api._raise_for_status(response)
+            header = response.headers.get("X-Docker-Container-Path-Stat")
+            return int(json.loads(base64.b64decode(header))["size"]) if header else None
+
+        return await self._run(stat)
+
+    async def put_file(
+        self, container_id: str, directory: str, name: str, size: int, mode: int, uid: int, gid: int
+    ) -> DockerArchiveWriter:
+        return DockerArchiveWriter(self._client.api, container_id, directory, name, size, mode, uid, gid)
+
+    async def read_file(self, container_id: str, path: str, size: int) -> AsyncIterator[bytes]:
+        """The regular file `path`, exactly `size` bytes of it, through the engine (GET .../archive, as
+        `docker cp` does): no process and no stdout pipes in the container, a fraction of an exec's CPU.
+        Read on a thread of its own through a small bounded queue, like exec_stdout."""
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=STREAM_QUEUE_CHUNKS)
+        cancelled = threading.Event()
+        api: Any = self._client.api
+
+        def put(item: bytes | BaseException | None) -> None:
+            if not cancelled.is_set():
+                asyncio.run_coroutine_threadsafe(chunks.put(item), loop).result()
+
+        def pump() -> None:
+            response = None
+            try:
+                response = api._get(
+                    api._url("/containers/{0}/archive", container_id),
+                    params={"path": path},
+                    stream=True,
+                    headers={"Accept-Encoding": "identity"},
+                )
+                api._raise_for_status(response)
+                stream = _ExactReader(response.raw)
+                found = _tar_entry_size(stream)
+                if found != size:
+                    raise BackendError(f"{path} is {found} bytes now, not {size}: it changed while being read")
+                left = size
+                while left and not cancelled.is_set():
+                    data = stream.read(min(STREAM_BATCH_BYTES, left))
+                    left -= len(data)
+                    put(data)
+                put(None)
+            except docker.errors.NotFound as exc:
+                put(ContainerGone(str(exc.explanation or exc)))
+            except Exception as exc:  # handed to the consumer, which raises it
+                put(exc)
+            finally:
+                if response is not None:
+                    _close_quietly(response)
+
+        threading.Thread(target=pump, name="docker-archive-read", daemon=True).start()
+        try:
+            while (item := await chunks.get()) is not None:
+                if isinstance(item, BackendError):
+                    raise item
+                if isinstance(item, BaseException):
+                    raise BackendError(str(item)) from item
+                yield item
+        finally:
+            cancelled.set()
+            while not chunks.empty():  # unblock a pump waiting on a full queue
+                chunks.get_nowait()
+
     async def open_channel(self, container_id: str, argv: list[str], user: str) -> DockerExecChannel:
         def start() -> socket.socket:
             api = self._client.api
@@ -345,11 +462,17 @@ class DockerDriver:
         return {c["Id"]: c["Labels"].get(LABEL_DEVBOX, "") for c in containers}
 
     async def events(self, instance: str) -> AsyncIterator[ContainerEvent]:
-        """Docker's event stream read on its own thread; reconnects with a pause when the engine goes away."""
+        """Docker's event stream read on its own thread; reconnects with a pause when the engine goes away.
+        Every (re)connection is announced by an event with action ENGINE_CONNECTED: what happened while the
+        stream was down (an engine restart stops every container) is not replayed, so the consumer looks."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[ContainerEvent] = asyncio.Queue()
         stop = threading.Event()
-        streams: list[Any] = []
+        open_streams: list[Any] = []
+
+        def put(event: ContainerEvent) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: the server is stopping
+                loop.call_soon_threadsafe(queue.put_nowait, event)
 
         def pump() -> None:
             filters = {
@@ -358,22 +481,33 @@ class DockerDriver:
                 "label": [f"{LABEL_INSTANCE}={instance}"],
             }
             while not stop.is_set():
+                stream = None
                 try:
                     stream = self._client.api.events(decode=True, filters=filters)
-                    streams.append(stream)
+                    open_streams.append(stream)
+                    if stop.is_set():
+                        return
+                    put(ContainerEvent(action=ENGINE_CONNECTED, container_id="", devbox_id=""))
                     for raw in stream:
                         attrs = raw.get("Actor", {}).get("Attributes", {})
                         code = attrs.get("exitCode")
-                        event = ContainerEvent(
-                            action=raw.get("Action", raw.get("status", "")),
-                            container_id=raw.get("id", ""),
-                            devbox_id=attrs.get(LABEL_DEVBOX, ""),
-                            exit_code=int(code) if code is not None else None,
+                        put(
+                            ContainerEvent(
+                                action=raw.get("Action", raw.get("status", "")),
+                                container_id=raw.get("id", ""),
+                                devbox_id=attrs.get(LABEL_DEVBOX, ""),
+                                exit_code=int(code) if code is not None else None,
+                            )
                         )
-                        loop.call_soon_threadsafe(queue.put_nowait, event)
+                    if not stop.is_set():
+                        log.warning("docker event stream ended; reconnecting")
                 except Exception as exc:
                     if not stop.is_set():
                         log.warning("docker event stream interrupted (%s); reconnecting", exc)
+                finally:
+                    if stream is not None:
+                        open_streams.remove(stream)
+                        _close_quietly(stream)
                 stop.wait(1.0)
 
         thread = threading.Thread(target=pump, name="docker-events", daemon=True)
@@ -383,15 +517,14 @@ class DockerDriver:
                 yield await queue.get()
         finally:
             stop.set()
-            for stream in streams:
-                try:
-                    stream.close()
-                except Exception:
-                    log.debug("closing the event stream failed", exc_info=True)
+            for stream in list(open_streams):  # unblocks the pump's read
+                _close_quietly(stream)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._ping_pool.shutdown(wait=False, cancel_futures=True)
         self._client.close()
+        self._ping_client.close()
 
 
 class DockerExecChannel:
@@ -423,15 +556,24 @@ class DockerExecChannel:
 
 
 class DockerStdinWriter:
-    """stdin of a docker exec over its hijacked socket. Writes go through the driver's threads."""
+    """stdin of a docker exec over its hijacked socket. Writes go through the driver's threads, one buffer
+    in flight: the caller gathers the next buffer from its client while the previous one is being sent."""
 
     def __init__(self, driver: DockerDriver, exec_id: str, sock: Any) -> None:
         self._driver = driver
         self._exec_id = exec_id
         self._sock = _raw_socket(sock)
+        self._sending: asyncio.Future[None] | None = None
 
     async def write(self, data: bytes) -> None:
-        await self._driver._run(self._sock.sendall, data)
+        """Start sending `data` once the previous write is done (its error, if any, raises here)."""
+        await self._sent()
+        self._sending = asyncio.ensure_future(self._driver._run(self._sock.sendall, data))
+
+    async def _sent(self) -> None:
+        sending, self._sending = self._sending, None
+        if sending is not None:
+            await sending
 
     def _finish(self) -> ExecResult:
         self._sock.shutdown(socket.SHUT_WR)  # EOF on the command's stdin
@@ -446,10 +588,179 @@ class DockerStdinWriter:
         return ExecResult(code, bytes(output[1]), bytes(output[2]))
 
     async def close(self) -> ExecResult:
+        await self._sent()
         return await self._driver._run(self._finish)
 
     async def abort(self) -> None:
-        await self._driver._run(_close_socket, self._sock)
+        await self._driver._run(_close_socket, self._sock)  # also ends a send in flight
+        with contextlib.suppress(Exception):
+            await self._sent()
+
+
+class _ExactReader:
+    """read(n) of exactly n bytes from a response stream, or BackendError when it ends first."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+
+    def read(self, count: int) -> bytes:
+        data = self._raw.read(count)
+        while len(data) < count:  # a read may stop at a chunk boundary of the engine's response
+            more = self._raw.read(count - len(data))
+            if not more:
+                raise BackendError("the engine's archive ended early")
+            data += more
+        return bytes(data)
+
+
+def _tar_entry_size(stream: _ExactReader) -> int:
+    """Read a tar stream's headers up to the first file's data; that file's size. Extended headers (PAX
+    records, GNU long names) come first when the name or size needs them."""
+    pax_size: int | None = None
+    while True:
+        block = stream.read(tarfile.BLOCKSIZE)
+        try:
+            entry = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+        except tarfile.HeaderError as exc:
+            raise BackendError(f"unreadable archive from the engine: {exc}") from exc
+        if entry.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK):
+            records = stream.read(entry.size + -entry.size % tarfile.BLOCKSIZE)[: entry.size]
+            if entry.type == tarfile.XHDTYPE:
+                pax_size = _pax_size(records, pax_size)
+            continue
+        if entry.type not in (tarfile.REGTYPE, tarfile.AREGTYPE):
+            raise BackendError(f"{entry.name} is not a regular file")
+        return entry.size if pax_size is None else pax_size
+
+
+def _pax_size(records: bytes, default: int | None) -> int | None:
+    """The `size` among PAX records ("<length> <key>=<value>\\n" each), if there is one."""
+    position = 0
+    while position < len(records):
+        length = int(records[position : records.index(b" ", position)])
+        key, _, value = records[records.index(b" ", position) + 1 : position + length - 1].partition(b"=")
+        if key == b"size":
+            return int(value)
+        position += length
+    return default
+
+
+class _SizedBody:
+    """A streamed request body of known length: requests then sends it with Content-Length, as it comes,
+    where a bare generator would be re-framed (and copied) chunk by chunk."""
+
+    def __init__(self, length: int, chunks: Iterator[bytes]) -> None:
+        self._length = length
+        self._chunks = chunks
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._chunks
+
+
+class _Aborted(Exception):
+    """Raised inside the request body to drop the connection: the engine sees a truncated archive."""
+
+
+class DockerArchiveWriter:
+    """One file of a known size streamed into a container as a tar entry (PUT .../archive, as `docker cp`
+    does): the engine writes it to disk itself, with no process and no stdin pipes in between, which is
+    most of the cost of writing through an exec's stdin. The request runs on a thread of its own (it lasts
+    as long as the upload: it must not hold one of the driver's pool threads), fed through a small queue."""
+
+    def __init__(
+        self, api: Any, container_id: str, directory: str, name: str, size: int, mode: int, uid: int, gid: int
+    ) -> None:
+        entry = tarfile.TarInfo(name)
+        entry.size, entry.mode, entry.uid, entry.gid, entry.mtime = size, mode, uid, gid, time.time()
+        self._header = entry.tobuf(format=tarfile.PAX_FORMAT)
+        self._trailer = bytes(-size % tarfile.BLOCKSIZE + 2 * tarfile.BLOCKSIZE)  # padding, end of archive
+        self._size = size
+        self._written = 0
+        self._loop = asyncio.get_running_loop()
+        self._buffers: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._slots = asyncio.Semaphore(ARCHIVE_QUEUE_BUFFERS)
+        self._aborted = False
+        self._ended = False
+        self._done: asyncio.Future[None] = self._loop.create_future()
+        threading.Thread(
+            target=self._put, args=(api, container_id, directory), name="docker-archive", daemon=True
+        ).start()
+
+    def _body(self) -> Iterator[bytes]:
+        yield self._header
+        while (data := self._buffers.get()) is not None:
+            yield data  # returns once the previous buffer is on the socket: free a slot
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the server is stopping
+                self._loop.call_soon_threadsafe(self._slots.release)
+        if self._aborted:
+            raise _Aborted
+        yield self._trailer
+
+    def _put(self, api: Any, container_id: str, directory: str) -> None:
+        error: BaseException | None = None
+        try:
+            length = len(self._header) + self._size + len(self._trailer)
+            api.put_archive(container_id, directory, _SizedBody(length, self._body()))
+        except docker.errors.NotFound as exc:
+            error = ContainerGone(str(exc.explanation or exc))
+        except docker.errors.APIError as exc:
+            error = BackendError(str(exc.explanation or exc))
+        except Exception as exc:
+            error = BackendError(f"writing into the container failed: {exc}")
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._settle, error)
+
+    def _settle(self, error: BaseException | None) -> None:
+        if error is None:
+            self._done.set_result(None)
+        else:
+            self._done.set_exception(error)
+
+    async def write(self, data: bytes) -> None:
+        if self._written + len(data) > self._size:
+            raise ValueError(f"more than the {self._size} bytes declared for the archive entry")
+        if self._slots.locked():  # the thread is behind: wait for it, or for the request to fail
+            slot = asyncio.ensure_future(self._slots.acquire())
+            either: list[asyncio.Future[Any]] = [slot, self._done]
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if not slot.done():
+                slot.cancel()
+        else:
+            await self._slots.acquire()
+        if self._done.done():
+            self._done.result()  # raises what ended the request
+            raise BackendError("the engine ended the archive upload early")
+        self._buffers.put(data)
+        self._written += len(data)
+
+    async def close(self) -> None:
+        """Finish the archive and wait for the engine's answer; raises if it failed."""
+        if self._written != self._size:
+            await self.abort()
+            raise ValueError(f"{self._written} bytes written for an archive entry of {self._size}")
+        if not self._ended:
+            self._ended = True
+            self._buffers.put(None)
+        await self._done
+
+    async def abort(self) -> None:
+        """Drop the request (the engine keeps whatever part of the file it wrote)."""
+        if not self._ended:
+            self._ended = self._aborted = True
+            self._buffers.put(None)
+        await asyncio.wait([self._done], timeout=ARCHIVE_ABORT_WAIT_SECONDS)
+        if self._done.done():
+            self._done.exception()  # retrieved: never "exception was never retrieved"
+
+
+def _close_quietly(stream: Any) -> None:
+    try:
+        stream.close()
+    except Exception:
+        log.debug("closing the event stream failed", exc_info=True)
 
 
 def _raw_socket(hijacked: Any) -> socket.socket:

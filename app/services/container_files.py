@@ -3,7 +3,9 @@
 Every operation runs inside the container as the devbox user, so written files belong to that user, the
 kernel's permission checks apply (a symlink leads nowhere that user could not reach anyway) and nothing
 can land outside the container. Bytes stream through the exec's stdin/stdout: the server never holds a
-whole file, and no temp copy is made on the host.
+whole file, and no temp copy is made on the host. A large upload of known size goes in through the engine
+instead (a tar entry, as `docker cp` does), into a temp file the user created: same owner, mode and
+permission checks, a fraction of the CPU.
 
 A write goes to a temp name beside the target and is renamed into place only after every byte arrived,
 so an interrupted upload never replaces the file that was there.
@@ -11,11 +13,14 @@ so an interrupted upload never replaces the file that was there.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import posixpath
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import NoReturn
 
 from app.domain.devbox import Devbox, LogEntry, container_name, now_ms
 from app.domain.errors import BackendError, InvalidRequest, NotFound
@@ -23,25 +28,72 @@ from app.domain.statuses import LogSource
 from app.drivers.base import SandboxDriver
 from app.store.logs import LogStore
 
+log = logging.getLogger(__name__)
 MAX_PATH_LENGTH = 4096
 MAX_TEXT_READ_BYTES = 64 * 1024**2
 WRITE_BATCH_BYTES = 1024 * 1024
+# Smaller files go through an exec's stdin: one round trip to the engine fewer than put_file's.
+ARCHIVE_MIN_BYTES = 1024 * 1024
+# A replaced file at least this big is removed after the answer (see _COMMIT).
+FREE_LATER_BYTES = 64 * 1024**2
 # Exit codes of the check scripts below, chosen outside the range tools use.
-_MISSING, _DIRECTORY, _UNREADABLE, _NO_PARENT, _UNWRITABLE = 44, 45, 46, 47, 48
-_STAT = 'p="$1"; [ -e "$p" ] || exit 44; [ -d "$p" ] && exit 45; [ -r "$p" ] || exit 46; stat -L -c %s -- "$p"'
+_MISSING, _DIRECTORY, _UNREADABLE, _NO_PARENT, _UNWRITABLE, _CHANGED = 44, 45, 46, 47, 48, 49
+# The size, then (for a regular file) its path with every symlink resolved: what read_file may fetch.
+_STAT = (
+    'p="$1"; [ -e "$p" ] || exit 44; [ -d "$p" ] && exit 45; [ -r "$p" ] || exit 46; stat -L -c %s -- "$p"; '
+    'if [ -f "$p" ]; then readlink -f -- "$p"; fi'
+)
 _WRITE_TEMP = (
     'p="$1"; t="$2"; [ -d "$p" ] && exit 45; mkdir -p -- "$(dirname -- "$p")" || exit 47; '
     'cat > "$t" || { rm -f -- "$t"; exit 48; }'
 )
-_COMMIT = 'mv -f -- "$2" "$1"'
+# The user creates the (empty) temp file and tells put_file what it needs: uid, gid, mode, real folder.
+_PREPARE = (
+    'p="$1"; t="$2"; [ -d "$p" ] && exit 45; mkdir -p -- "$(dirname -- "$p")" || exit 47; '
+    ': > "$t" || exit 48; cd -P -- "$(dirname -- "$t")" || exit 48; '
+    'echo "$(id -u) $(id -g) $(stat -c %a -- "$t")"; pwd -P'
+)
+_APPEND = 'cat >> "$2" || exit 48'
+_TRUNCATE = 'truncate -s "$3" -- "$2"'
+# The size the user sees is checked before the rename: what the engine wrote is what arrived. A large file
+# being replaced is first linked aside ($4) when it is at least $5 bytes: freeing a GiB of blocks and cached
+# pages takes the kernel a few hundred ms, which the answer need not wait for (see _free_later).
+_COMMIT = (
+    '[ "$(stat -c %s -- "$2")" = "$3" ] || exit 49; a=""; '
+    'if [ -f "$1" ] && [ ! -L "$1" ] && [ "$(stat -c %s -- "$1")" -ge "$5" ] && ln -- "$1" "$4" 2>/dev/null; '
+    "then a=1; fi; "
+    'mv -f -- "$2" "$1" || { [ -n "$a" ] && rm -f -- "$4"; exit 1; }; '
+    'if [ -n "$a" ]; then echo aside; fi'
+)
 _DISCARD = 'rm -f -- "$2"'
+
+
+async def _batches(chunks: AsyncIterator[bytes | memoryview]) -> AsyncIterator[bytes]:
+    """`chunks` regrouped into ~WRITE_BATCH_BYTES buffers: one hand-off per MiB, not per network read."""
+    pending: list[bytes | memoryview] = []
+    pending_size = 0
+    async for chunk in chunks:
+        pending.append(chunk)
+        pending_size += len(chunk)
+        if pending_size >= WRITE_BATCH_BYTES:
+            yield b"".join(pending)  # a lone bytes object comes back as is
+            pending, pending_size = [], 0
+    if pending:
+        yield b"".join(pending)
+
+
+def _zeros(count: int) -> Iterator[bytes]:
+    block = bytes(min(count, WRITE_BATCH_BYTES))
+    while count > 0:
+        yield block if count >= len(block) else block[:count]
+        count -= len(block)
 
 
 @dataclass
 class Download:
     path: str
     size: int
-    chunks: AsyncIterator[bytes]
+    chunks: AsyncIterator[bytes | memoryview]
 
 
 def resolve_path(devbox: Devbox, path: str) -> str:
@@ -63,6 +115,7 @@ class ContainerFiles:
     def __init__(self, logs: LogStore, driver: SandboxDriver) -> None:
         self._logs = logs
         self._driver = driver
+        self._freeing: set[asyncio.Task[None]] = set()
 
     async def log(self, devbox_id: str, message: str, level: str = "info") -> None:
         await self._logs.append(
@@ -77,11 +130,50 @@ class ContainerFiles:
         )
         return result.exit_code, result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
 
-    async def write_stream(self, devbox: Devbox, path: str, chunks: AsyncIterator[bytes]) -> int:
-        """Write everything `chunks` yields to `path` (on a devbox already known to be running)."""
+    async def write_stream(
+        self, devbox: Devbox, path: str, chunks: AsyncIterator[bytes | memoryview], size_hint: int | None = None
+    ) -> int:
+        """Write everything `chunks` yields to `path` (on a devbox already known to be running).
+
+        `size_hint`, the size the file is expected to have, lets a large file go in through the engine
+        as a tar entry (put_file), which costs far less CPU than an exec's stdin; a file that turns out
+        longer or shorter than the hint is still written exactly."""
         target = resolve_path(devbox, path)
         folder, name = posixpath.split(target)
         temp = posixpath.join(folder, f".{name}.devboxd-{uuid.uuid4().hex[:12]}")
+        size: int | None = None
+        if size_hint is not None and size_hint >= ARCHIVE_MIN_BYTES:
+            size = await self._write_temp_through_engine(devbox, target, temp, chunks, size_hint)
+        if size is None:
+            size = await self._write_temp_through_stdin(devbox, target, temp, chunks)
+        old = posixpath.join(folder, f".{name}.devboxd-{uuid.uuid4().hex[:12]}.old")
+        code, out, err = await self._sh(devbox, _COMMIT, target, temp, str(size), old, str(FREE_LATER_BYTES))
+        if code != 0:
+            await self._sh(devbox, _DISCARD, target, temp)
+            if code == _CHANGED:
+                err = f"the temp file {temp} changed while it was written"
+            raise InvalidRequest(f"cannot write {target} as {devbox.username}: {err.strip()}")
+        if out.strip() == "aside":
+            self._free_later(devbox, target, old)
+        await self.log(devbox.id, f"wrote {target} ({size} bytes)")
+        return size
+
+    def _free_later(self, devbox: Devbox, target: str, old: str) -> None:
+        """Remove the replaced version (linked aside by _COMMIT) once the answer is on its way."""
+
+        async def remove() -> None:
+            try:
+                await self._sh(devbox, _DISCARD, target, old)
+            except BackendError as exc:  # the devbox went away meanwhile: its disk goes with it or keeps a
+                log.warning("could not remove %s on %s: %s", old, devbox.id, exc)  # hidden file
+
+        task = asyncio.get_running_loop().create_task(remove())
+        self._freeing.add(task)
+        task.add_done_callback(self._freeing.discard)
+
+    async def _write_temp_through_stdin(
+        self, devbox: Devbox, target: str, temp: str, chunks: AsyncIterator[bytes | memoryview]
+    ) -> int:
         writer = await self._driver.exec_with_stdin(
             container_name(devbox.id),
             ["sh", "-c", _WRITE_TEMP, "sh", target, temp],
@@ -90,37 +182,93 @@ class ContainerFiles:
         )
         size = 0
         try:
-            pending: list[bytes] = []  # one thread hop per ~1 MiB, not per network read
-            pending_size = 0
-            async for chunk in chunks:
-                size += len(chunk)
-                pending.append(chunk)
-                pending_size += len(chunk)
-                if pending_size >= WRITE_BATCH_BYTES:
-                    await writer.write(b"".join(pending))
-                    pending, pending_size = [], 0
-            if pending:
-                await writer.write(b"".join(pending))
+            async for batch in _batches(chunks):
+                size += len(batch)
+                await writer.write(batch)
         except BaseException:
             await writer.abort()
-            with contextlib.suppress(BackendError):  # the container may be gone: nothing left to clean then
-                await self._sh(devbox, _DISCARD, target, temp)
+            await self._discard(devbox, target, temp)
             raise
         result = await writer.close()
-        err = result.stderr.decode(errors="replace").strip()
-        if result.exit_code == _DIRECTORY:
-            raise InvalidRequest(f"{target} is a directory")
-        if result.exit_code != 0:  # _NO_PARENT, _UNWRITABLE or anything else
-            await self._sh(devbox, _DISCARD, target, temp)
-            raise InvalidRequest(
-                f"cannot write {target} as {devbox.username}: {err or 'exit ' + str(result.exit_code)}"
-            )
-        code, _, err = await self._sh(devbox, _COMMIT, target, temp)
-        if code != 0:
-            await self._sh(devbox, _DISCARD, target, temp)
-            raise InvalidRequest(f"cannot write {target} as {devbox.username}: {err.strip()}")
-        await self.log(devbox.id, f"wrote {target} ({size} bytes)")
+        if result.exit_code != 0:
+            await self._refuse(devbox, target, temp, result.exit_code, result.stderr.decode(errors="replace"))
         return size
+
+    async def _write_temp_through_engine(
+        self, devbox: Devbox, target: str, temp: str, chunks: AsyncIterator[bytes | memoryview], size_hint: int
+    ) -> int | None:
+        """The temp file through put_file; None (nothing read from `chunks`) where the engine does not see
+        the file system the devbox user sees.
+
+        The user creates the temp file first, so the kernel checks the user's rights and the file's mode
+        follows the user's umask; the engine then replaces it with the bytes, owned by the user. Bytes past
+        the hint go on through an exec's stdin; a file shorter than the hint is padded, then truncated."""
+        code, out, err = await self._sh(devbox, _PREPARE, target, temp)
+        if code != 0:
+            await self._refuse(devbox, target, temp, code, err)
+        ids, _, real_folder = out.partition("\n")
+        real_folder = real_folder.removesuffix("\n")
+        real_name = posixpath.basename(temp)
+        container = container_name(devbox.id)
+        try:
+            uid, gid, mode = (int(field, base) for field, base in zip(ids.split(), (10, 10, 8), strict=True))
+            seen = await self._driver.engine_file_size(container, posixpath.join(real_folder, real_name))
+        except (ValueError, BackendError):  # an image without GNU stat, ...: the slower path still works
+            seen = None
+        if seen != 0:  # a mount made inside the devbox, a sandboxed runtime: the engine would miss the file
+            return None
+        sink = await self._driver.put_file(container, real_folder, real_name, size_hint, mode, uid, gid)
+        sink_open = True
+        tail = None  # bytes past the hint: appended through an exec's stdin
+        written = 0
+        try:
+            async for batch in _batches(chunks):
+                if sink_open:
+                    head = batch[: size_hint - written] if written + len(batch) > size_hint else batch
+                    await sink.write(head)
+                    written += len(head)
+                    batch = batch[len(head) :]
+                    if written == size_hint:
+                        sink_open = False
+                        await sink.close()
+                if batch:
+                    if tail is None:
+                        tail = await self._driver.exec_with_stdin(
+                            container, ["sh", "-c", _APPEND, "sh", target, temp], user=devbox.username
+                        )
+                    written += len(batch)
+                    await tail.write(batch)
+            if sink_open:  # shorter than the hint: pad the entry, then cut the file to size
+                for padding in _zeros(size_hint - written):
+                    await sink.write(padding)
+                sink_open = False
+                await sink.close()
+                code, _, err = await self._sh(devbox, _TRUNCATE, target, temp, str(written))
+                if code != 0:
+                    raise InvalidRequest(f"cannot write {target} as {devbox.username}: {err.strip()}")
+            if tail is not None:
+                result, tail = await tail.close(), None
+                if result.exit_code != 0:
+                    await self._refuse(devbox, target, temp, result.exit_code, result.stderr.decode(errors="replace"))
+        except BaseException:
+            if sink_open:
+                await sink.abort()
+            if tail is not None:
+                await tail.abort()
+            await self._discard(devbox, target, temp)
+            raise
+        return written
+
+    async def _discard(self, devbox: Devbox, target: str, temp: str) -> None:
+        with contextlib.suppress(BackendError):  # the container may be gone: nothing left to clean then
+            await self._sh(devbox, _DISCARD, target, temp)
+
+    async def _refuse(self, devbox: Devbox, target: str, temp: str, code: int, err: str) -> NoReturn:
+        """Raise the 4xx a failed temp-file write means; the temp file is removed first."""
+        if code == _DIRECTORY:
+            raise InvalidRequest(f"{target} is a directory")
+        await self._sh(devbox, _DISCARD, target, temp)  # _NO_PARENT, _UNWRITABLE or anything else
+        raise InvalidRequest(f"cannot write {target} as {devbox.username}: {err.strip() or 'exit ' + str(code)}")
 
     async def write_bytes(self, devbox: Devbox, path: str, data: bytes) -> int:
         async def one_chunk() -> AsyncIterator[bytes]:
@@ -128,7 +276,9 @@ class ContainerFiles:
 
         return await self.write_stream(devbox, path, one_chunk())
 
-    async def size_of(self, devbox: Devbox, target: str) -> int:
+    async def locate(self, devbox: Devbox, target: str) -> tuple[int, str | None]:
+        """The file's size as its user sees it (refusing what that user may not read), and the path the
+        engine can stream it from: None unless it is a large regular file the engine sees the same."""
         code, out, err = await self._sh(devbox, _STAT, target)
         if code == _MISSING:
             raise NotFound(f"file {target} not found on devbox {devbox.id}")
@@ -138,9 +288,22 @@ class ContainerFiles:
             raise InvalidRequest(f"{target} is not readable by {devbox.username}")
         if code != 0:
             raise InvalidRequest(f"cannot read {target}: {err.strip()}")
-        return int(out.strip())
+        size_line, _, real_path = out.partition("\n")
+        size = int(size_line.strip())
+        real_path = real_path.removesuffix("\n")
+        if size < ARCHIVE_MIN_BYTES or not real_path.startswith("/"):
+            return size, None
+        try:
+            seen = await self._driver.engine_file_size(container_name(devbox.id), real_path)
+        except BackendError:
+            seen = None
+        return size, real_path if seen == size else None
 
-    def read_stream(self, devbox: Devbox, target: str) -> AsyncIterator[bytes]:
+    def read_stream(self, devbox: Devbox, target: str, size: int, engine_path: str | None) -> AsyncIterator[bytes]:
+        """The file's bytes (located first): through the engine where locate() allows, else `cat` run as
+        the devbox user."""
+        if engine_path is not None:
+            return self._driver.read_file(container_name(devbox.id), engine_path, size)
         return self._driver.exec_stdout(
             container_name(devbox.id), ["cat", "--", target], user=devbox.username, workdir=devbox.home
         )

@@ -17,11 +17,19 @@ class FileService:
         self._devboxes = devboxes
         self._files = files
 
-    async def write(self, owner: str, devbox_id: str, path: str, chunks: AsyncIterator[bytes]) -> tuple[Devbox, int]:
+    async def write(
+        self,
+        owner: str,
+        devbox_id: str,
+        path: str,
+        chunks: AsyncIterator[bytes | memoryview],
+        size_hint: int | None = None,
+    ) -> tuple[Devbox, int]:
+        """`size_hint`: the size the file is expected to have, if known up front (see write_stream)."""
         devbox = await self._devboxes.require_running(owner, devbox_id, "write a file")
         resolve_path(devbox, path)  # refuse a bad path before any byte is read
         await self._devboxes.touch(devbox_id)
-        return devbox, await self._files.write_stream(devbox, path, chunks)
+        return devbox, await self._files.write_stream(devbox, path, chunks, size_hint)
 
     async def write_text(self, owner: str, devbox_id: str, path: str, contents: str) -> Devbox:
         devbox = await self._devboxes.require_running(owner, devbox_id, "write a file")
@@ -32,10 +40,10 @@ class FileService:
     async def download(self, owner: str, devbox_id: str, path: str) -> Download:
         devbox = await self._devboxes.require_running(owner, devbox_id, "read a file")
         target = resolve_path(devbox, path)
-        size = await self._files.size_of(devbox, target)
+        size, engine_path = await self._files.locate(devbox, target)
         await self._devboxes.touch(devbox_id)
         await self._files.log(devbox.id, f"read {target} ({size} bytes)")
-        chunks = self._files.read_stream(devbox, target)
+        chunks = self._files.read_stream(devbox, target, size, engine_path)
         return Download(path=target, size=size, chunks=chunks)
 
     async def read_text(self, owner: str, devbox_id: str, path: str) -> str:

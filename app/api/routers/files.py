@@ -37,8 +37,11 @@ async def read_file_contents(svc: Svc, owner: Tenant, id: str, body: DevboxReadF
 @router.post("/{id}/upload_file", response_model=EmptyRecord)
 async def upload_file(svc: Svc, owner: Tenant, id: str, request: Request) -> EmptyRecord:
     await svc.devboxes.require_running(owner, id, "upload a file")
-    path, chunks = await stream_upload(request.headers.get("content-type", ""), request.stream())
-    await svc.files.write(owner, id, path, chunks)
+    length = request.headers.get("content-length", "")
+    upload = await stream_upload(
+        request.headers.get("content-type", ""), int(length) if length.isdigit() else None, request.stream()
+    )
+    await svc.files.write(owner, id, upload.path, upload.chunks, upload.size_hint)
     return EmptyRecord()
 
 
