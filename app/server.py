@@ -4,6 +4,7 @@ TypeScript Runloop client needs; uvicorn speaks HTTP/1.1 only."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 
 import hypercorn.asyncio.tcp_server
@@ -22,7 +23,8 @@ SOCKET_READ_BYTES = 256 * 1024
 def hypercorn_config(settings: Settings) -> Config:
     config = Config()
     config.bind = [f"{settings.host}:{settings.port}"]
-    config.accesslog = None
+    config.accesslog = None  # app/api/request_log.py logs each request, with its id
+    config.errorlog = logging.getLogger("hypercorn.error")  # a logger: through the root handler, not its own
     config.include_server_header = False  # tunnelled responses carry the service's own
     config.keep_alive_timeout = 75
     config.graceful_timeout = 5

@@ -8,6 +8,7 @@ ensure_docker
 ensure_image
 ensure_postgres
 apt_install openssh-client  # the SSH tests drive the stock ssh, scp and sftp
+apt_install docker-compose   # tests/api/test_packaging.py brings up docker-compose.yml
 # The suite owns this engine: let the recovery test restart it (it is skipped when run beside others).
 export DEVBOXD_TEST_RESTART_ENGINE="${DEVBOXD_TEST_RESTART_ENGINE:-1}"
 cd "$ROOT"

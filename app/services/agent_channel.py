@@ -29,7 +29,8 @@ AGENT_SOURCE = Path(__file__).resolve().parents[1] / "agent" / "devbox_agent.py"
 AGENT_ARGV = ["python3", "-I", "-S", AGENT_FILE]
 HEADER = struct.Struct(">II")
 HANDSHAKE_SECONDS = 15.0
-CONNECT_RETRY_SECONDS = 0.01
+CONNECT_RETRY_SECONDS = 0.005
+CONNECT_RETRY_MAX_SECONDS = 0.1
 SOCKET_READ_LIMIT = 1024 * 1024
 
 
@@ -273,13 +274,16 @@ class AgentChannels:
         server (then it re-execs itself from the file just installed)."""
         deadline = time.monotonic() + HANDSHAKE_SECONDS
         replaced = False
+        pause = CONNECT_RETRY_SECONDS
         while True:
             try:
                 connection = await SocketChannel.connect(path)
             except (FileNotFoundError, ConnectionRefusedError) as exc:
                 if time.monotonic() > deadline:
                     raise BackendError(f"the command agent in the devbox is not listening: {exc}") from exc
-                await asyncio.sleep(CONNECT_RETRY_SECONDS)
+                # Backing off: fifty devboxes starting at once must not turn into a busy loop here.
+                await asyncio.sleep(pause)
+                pause = min(pause * 1.5, CONNECT_RETRY_MAX_SECONDS)
                 continue
             except OSError as exc:
                 raise BackendError(f"cannot reach the command agent in the devbox: {exc}") from exc

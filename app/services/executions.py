@@ -70,6 +70,7 @@ class LiveExecution:
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     pending_stdin: list[tuple[bytes, bool]] = field(default_factory=list)
     killed: asyncio.Event = field(default_factory=asyncio.Event)
+    recorded: asyncio.Future[bool] | None = None  # the row's insert, when it runs beside the start
 
     def output(self, fd: int, data: bytes) -> None:
         target = self.files.get(fd)
@@ -183,7 +184,12 @@ class ExecutionService:
                 command_id=command_id,
                 shell_name=shell_name,
             )
-            if not await self._store.insert(execution):
+            recorded: asyncio.Future[bool] | None = None
+            if command_id is None and shell_name is None:
+                # Nothing to deduplicate or queue behind: the row is written while the command starts,
+                # not before (reads find the execution in memory until the store has it).
+                recorded = asyncio.ensure_future(self._store.insert(execution))
+            elif not await self._store.insert(execution):
                 # A concurrent request with the same command_id won the insert: answer with its execution.
                 assert command_id is not None
                 existing = await self._by_command_id(owner, devbox_id, command_id, command)
@@ -199,6 +205,7 @@ class ExecutionService:
         live = LiveExecution(
             execution, devbox, bool(attach_stdin), lambda: self._watch.notify(f"output:{execution.id}"), self._spool
         )
+        live.recorded = recorded
         self._live[execution.id] = live
         self._tasks.spawn(self._drive(live, before, turn), name=f"exec-{execution.id}")
         return execution
@@ -282,18 +289,19 @@ class ExecutionService:
     async def _run(self, live: LiveExecution) -> tuple[int, str | None]:
         execution, devbox = live.execution, live.devbox
         channel = await self._channels.get(devbox.id)
-        live.channel = channel
-        await self._devboxes.touch(devbox.id)
         EXECUTIONS_STARTED.inc()
         await channel.run(
             execution.id, execution.command, devbox.username, execution.shell_name, live.attach_stdin, live
         )
-        while live.pending_stdin:  # input sent while it was queued, in order
+        # Input sent until now waited in pending_stdin (the agent drops input for commands it has not
+        # started): it goes first, in order; only then does new input go straight to the channel.
+        while live.pending_stdin:
             data, eof = live.pending_stdin.pop(0)
             await channel.send_stdin(execution.id, data, eof)
         live.channel = channel
         if live.killed.is_set():  # killed while it was being started
             await channel.signal(execution.id, signal.SIGKILL, group=True)
+        await self._devboxes.touch(devbox.id)  # after the start: the command need not wait for this write
         return await live.ended
 
     async def _finish(self, live: LiveExecution, exit_status: int, note: str | None) -> None:
@@ -311,21 +319,21 @@ class ExecutionService:
             exit_code=exit_status,
             shell_name=execution.shell_name,
         )
+        completed = replace(
+            execution, status=ExecutionStatus.COMPLETED, exit_status=exit_status, stderr=note, end_time_ms=end
+        )
+        # Waiters are answered now; the store catches up below, and reads are served from memory until it has.
+        live.execution = completed
+        live.finished.set()
         try:
+            if live.recorded is not None:
+                await live.recorded
             if await self._store.complete(execution.id, exit_status, note, end, entry):
-                live.execution = replace(
-                    execution,
-                    status=ExecutionStatus.COMPLETED,
-                    exit_status=exit_status,
-                    stderr=note,
-                    end_time_ms=end,
-                )
                 self._logs.announce(execution.devbox_id)  # the log entry went in with the completion
-            else:  # a devbox stop ended it first: what the store says is the truth
-                live.execution = await self._store.get(execution.devbox_id, execution.id, execution.owner) or execution
+            else:  # a devbox stop ended it first: what the store says is the truth from now on
+                live.execution = await self._store.get(execution.devbox_id, execution.id, execution.owner) or completed
         finally:
             self._live.pop(execution.id, None)
-            live.finished.set()
             self._watch.notify(f"executions:{execution.devbox_id}")
             self._watch.notify(f"output:{execution.id}")
 
@@ -382,6 +390,9 @@ class ExecutionService:
     # ----- reading ------------------------------------------------------------------------------
 
     async def get(self, owner: str, devbox_id: str, execution_id: str) -> Execution:
+        live = self._live.get(execution_id)
+        if live is not None and live.execution.owner == owner and live.execution.devbox_id == devbox_id:
+            return live.execution  # newest there, and its row may not be written yet
         await self._devboxes.get(owner, devbox_id)
         execution = await self._store.get(devbox_id, execution_id, owner)
         if execution is None:
