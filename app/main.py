@@ -130,6 +130,7 @@ def create_app(settings: Settings) -> FastAPI:
             settings.warm_pool_refill_gap_seconds,
         )
         devboxes.use_pool(pool)
+        devboxes.stopped_listeners.append(channels.abandon)
         spool = OutputSpool(settings.data_dir / "executions")
         executions = ExecutionService(devboxes, execution_store, log_store, channels, spool, watch, tasks)
         reconciler = Reconciler(

@@ -46,13 +46,15 @@ DEVBOX_ENV_FILE = "/run/devboxd-env/env"
 STATE_FILES = ("cwd", "env", "functions")
 DROPPED_ENV = {"PWD", "SHLVL", "_"}
 # A plain command normally costs a bash start plus a login (/etc/profile forks `id`, ~/.profile): ~3-4 ms.
-# So the agent keeps one "spare" login bash started ahead, as the user, that has read its profile and
-# waits for a command on a pipe; a command then costs writing it there. The spare is used only while
+# So the agent keeps SPARES "spare" login bashes started ahead, as the user, that have read their profile
+# and wait for a command on a pipe; a command then costs writing it there (two, so that back-to-back
+# commands find one that finished its login while the other was used). A spare is used only while
 # nothing it read can have changed: same user and environment, and the same profile files.
 SPARE_SCRIPT = (
     '__devboxd_fd=$1; set --; IFS= read -r -d "" -u "$__devboxd_fd" __devboxd_cmd; '
     'exec {__devboxd_fd}<&-; unset -v __devboxd_fd; eval "unset -v __devboxd_cmd; $__devboxd_cmd"'
 )
+SPARES = 2
 SPARE_COMMAND_MAX = 16 * 1024  # bash reads the pipe a byte at a time: long commands go the usual way
 PROFILE_FILES = ("/etc/profile", "/etc/bash.bashrc", ".bash_profile", ".bash_login", ".profile", ".bashrc")
 PROFILE_DIR = "/etc/profile.d"
@@ -208,7 +210,7 @@ class Agent:
         self.inbuf = bytearray()
         self.base_env: dict[str, str] = {}
         self.env_version = 0
-        self.spare: Spare | None = None
+        self.spares: list[Spare] = []  # oldest (most likely done with its login) first
         self.spare_user: str | None = None  # the user of the last plain command: the next is likely the same
         self.load_env()
 
@@ -217,9 +219,7 @@ class Agent:
         self.base_env = dict(os.environ)
         self.base_env.update(read_devbox_env())
         self.env_version += 1
-        if self.spare is not None:  # it started with the old environment
-            self.spare.discard()
-            self.spare = None
+        self.discard_spares()  # they started with the old environment
 
     def run_forever(self) -> None:
         """Until the server hangs up; then what it started is ended (it ends its executions too)."""
@@ -258,8 +258,7 @@ class Agent:
         for command in self.commands.values():
             with contextlib.suppress(OSError):
                 os.killpg(command.proc.pid, signal.SIGKILL)
-        if self.spare is not None:
-            self.spare.discard()
+        self.discard_spares()
 
     # --- control messages ---------------------------------------------------------------------------------
 
@@ -366,12 +365,20 @@ class Agent:
         if command.stdin_fd is not None:
             set_nonblocking(command.stdin_fd)
 
+    def discard_spares(self) -> None:
+        for spare in self.spares:
+            spare.discard()
+        self.spares.clear()
+
     def prepare_spare(self) -> None:
-        """Start the spare login bash for the likely next plain command, if there is none."""
-        if self.spare is not None or self.spare_user is None:
-            return
+        """Top the spare login bashes up for the likely next plain commands."""
+        while len(self.spares) < SPARES and self.spare_user is not None:
+            if not self.start_spare(self.spare_user):
+                return
+
+    def start_spare(self, user_name: str) -> bool:
         try:
-            user = pwd.getpwnam(self.spare_user)
+            user = pwd.getpwnam(user_name)
             stamp = profile_stamp(user.pw_dir)  # before the login reads the files: a change after shows
             command_r, command_w = os.pipe()
             try:
@@ -392,25 +399,23 @@ class Agent:
             finally:
                 os.close(command_r)
         except Exception:  # no such user, no bash, out of processes: commands start the usual way
-            return
-        self.spare = Spare(proc, command_w, user.pw_name, self.env_version, stamp)
+            return False
+        self.spares.append(Spare(proc, command_w, user.pw_name, self.env_version, stamp))
+        return True
 
     def take_spare(self, header: dict[str, Any], user: pwd.struct_passwd) -> Command | None:
-        """The spare as this command, when it is certain to behave as a fresh `bash -lc` would."""
-        spare, self.spare = self.spare, None
-        self.spare_user = user.pw_name
-        if spare is None:
-            return None
+        """A spare as this command, when it is certain to behave as a fresh `bash -lc` would."""
+        if self.spare_user != user.pw_name:
+            self.discard_spares()
+            self.spare_user = user.pw_name
         command = header["command"].encode()
-        usable = (
-            spare.user == user.pw_name
-            and spare.env_version == self.env_version
-            and len(command) <= SPARE_COMMAND_MAX
-            and b"\0" not in command
-            and spare.proc.poll() is None
-            and spare.stamp == profile_stamp(user.pw_dir)
-        )
-        if not usable:
+        if not self.spares or len(command) > SPARE_COMMAND_MAX or b"\0" in command:
+            return None
+        if self.spares[0].stamp != profile_stamp(user.pw_dir):  # all started before the profile changed
+            self.discard_spares()
+            return None
+        spare = self.spares.pop(0)
+        if spare.env_version != self.env_version or spare.proc.poll() is not None:
             spare.discard()
             return None
         proc = spare.proc
@@ -554,8 +559,7 @@ class Agent:
                 self.keep_shell_state(command.shell_state)
             del self.commands[command.id]
             self.out.send({"ev": "exit", "id": command.id, "code": code if code >= 0 else 128 - code})
-            if not self.commands:  # after the exit went out, while nothing else runs: off the hot path
-                self.prepare_spare()
+            self.prepare_spare()  # after the exit went out: off that command's path
 
     @staticmethod
     def keep_shell_state(state: str) -> None:

@@ -237,6 +237,12 @@ class AgentChannels:
         self._channels: dict[str, AgentChannel] = {}
         self._opening: dict[str, asyncio.Future[AgentChannel]] = {}
         self._digest = hashlib.sha256(private_dirs.agent_source).hexdigest()
+        self._abandoned: set[str] = set()
+
+    def abandon(self, devbox_id: str) -> None:
+        """The devbox's container stopped: an open still waiting for its agent gives up now."""
+        if devbox_id in self._opening:
+            self._abandoned.add(devbox_id)
 
     def is_open(self, devbox_id: str) -> bool:
         channel = self._channels.get(devbox_id)
@@ -254,6 +260,7 @@ class AgentChannels:
         return await asyncio.shield(pending)
 
     async def _open(self, devbox_id: str) -> AgentChannel:
+        self._abandoned.discard(devbox_id)  # a stop before this open does not concern it
         name = container_name(devbox_id)
         # Installed on every open, into the devbox's private mount: always this server's version.
         try:
@@ -279,6 +286,9 @@ class AgentChannels:
             try:
                 connection = await SocketChannel.connect(path)
             except (FileNotFoundError, ConnectionRefusedError) as exc:
+                if devbox_id in self._abandoned or not path.parent.is_dir():
+                    self._abandoned.discard(devbox_id)
+                    raise BackendError("the devbox stopped before its command agent answered") from exc
                 if time.monotonic() > deadline:
                     raise BackendError(f"the command agent in the devbox is not listening: {exc}") from exc
                 # Backing off: fifty devboxes starting at once must not turn into a busy loop here.

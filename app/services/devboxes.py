@@ -153,6 +153,9 @@ class DevboxService:
         # Called with the devbox id whenever its container (re)starts: at create, before set-up, so work
         # such as opening the command channel overlaps with it; and at resume.
         self.started_listeners: list[Callable[[str], None]] = []
+        # Called with the devbox id when its container stops or goes (suspend, shutdown, failure): work
+        # still waiting to reach it gives up rather than waiting for a container that will not answer.
+        self.stopped_listeners: list[Callable[[str], None]] = []
         # Called with the devbox id after its container was removed (images it used may now go).
         self.removed_listeners: list[Callable[[str], None]] = []
         self._pool: WarmPool | None = None
@@ -507,6 +510,8 @@ class DevboxService:
         return moved
 
     async def _end_executions(self, devbox_id: str, why: str) -> None:
+        for listener in self.stopped_listeners:
+            listener(devbox_id)
         await self._executions.complete_unfinished(devbox_id, 137, why, now_ms())
         self._watch.notify(f"executions:{devbox_id}")
 
