@@ -44,13 +44,16 @@ import docker
 import docker.errors
 import httpx
 
+from app.config import Settings
 from app.domain.resources import DEFAULT_SIZE, SIZES, fit_to_host
 from app.drivers.base import LABEL_INSTANCE
+from app.drivers.docker_driver import DEVBOX_CAPABILITIES
 from app.drivers.docker_image import ensure_default_image
 
 REPO = Path(__file__).resolve().parents[1]
 API_KEY = "bench-key"
 BENCH_LABEL = "dev.devboxd.bench"  # raw-baseline containers: not the server's label, so it never sees them
+DEVBOX_NETWORK = Settings.model_fields["network"].default  # the server's own, made by its first create
 SERVER_PIDS_LIMIT = 4096  # the server's default DEVBOX_PIDS_LIMIT, mirrored by the raw baseline
 USER, HOME = "user", "/home/user"
 FIRST_COMMAND = "true"
@@ -85,6 +88,8 @@ class BenchServer:
     instance: str
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    # Server settings on top of the bench's own (e.g. DEVBOX_WARM_POOL="" for cold creates).
+    settings: dict[str, str] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
@@ -103,6 +108,7 @@ class BenchServer:
             DEVBOX_API_KEYS=API_KEY,
             DEVBOX_INSTANCE_ID=self.instance,
         )
+        env.update(self.settings)
         with self.log_path.open("ab") as log:
             # Own session: a terminal Ctrl-C reaches only us, and we stop the server in a known order.
             self.process = subprocess.Popen(
@@ -251,15 +257,39 @@ def raw_spec(client: docker.DockerClient, instance: str) -> RawSpec:
     return RawSpec(image, instance, placement.cpus, placement.memory_bytes, int(info["NCPU"]))
 
 
-def create_raw_container(client: docker.DockerClient, spec: RawSpec) -> str:
-    """docker-py create (not start) of a `sleep infinity` container as the server's driver makes it."""
+def _private_dir() -> str:
+    """One empty directory, bind-mounted into every confined raw container (its contents never matter)."""
+    global _PRIVATE
+    if _PRIVATE is None:
+        _PRIVATE = tempfile.mkdtemp(prefix="bench-private-")
+    return _PRIVATE
+
+
+_PRIVATE: str | None = None
+
+
+def create_raw_container(client: docker.DockerClient, spec: RawSpec, confined: bool = False) -> str:
+    """docker-py create (not start) of a `sleep infinity` container with the default devbox's image and
+    limits. `confined` adds what the server's driver adds for isolation: the devboxd network (no traffic
+    between containers), the reduced capability set and a bind-mounted private directory; without it, the
+    plain `docker run` a user would compare against."""
     api = client.api
+    extra: dict[str, Any] = {}
+    if confined:
+        private = _private_dir()
+        extra = {
+            "network_mode": DEVBOX_NETWORK,
+            "cap_drop": ["ALL"],
+            "cap_add": DEVBOX_CAPABILITIES,
+            "binds": {private: {"bind": "/run/devboxd-env", "mode": "rw"}},
+        }
     host_config = api.create_host_config(
         init=True,
         nano_cpus=int(spec.cpus * 1e9),
         mem_limit=spec.memory_bytes,
         memswap_limit=spec.memory_bytes,
         pids_limit=SERVER_PIDS_LIMIT,
+        **extra,
     )
     container_id: str = api.create_container(
         spec.image,
@@ -364,10 +394,13 @@ def raise_interrupt(signum: int, _frame: FrameType | None) -> None:
 
 
 @contextmanager
-def bench_server(client: docker.DockerClient, instance: str) -> Iterator[BenchServer]:
-    """A server in a temp dir; on the way out (error and Ctrl-C included) stop it and remove our containers."""
+def bench_server(
+    client: docker.DockerClient, instance: str, settings: dict[str, str] | None = None
+) -> Iterator[BenchServer]:
+    """A server in a temp dir; on the way out (error and Ctrl-C included) stop it and remove our containers.
+    `settings` are DEVBOX_* variables for this server only (the server's defaults otherwise)."""
     with tempfile.TemporaryDirectory(prefix="devboxd-bench-") as tmp:
-        server = BenchServer(Path(tmp), instance)
+        server = BenchServer(Path(tmp), instance, settings=dict(settings or {}))
         try:
             server.start()
             yield server

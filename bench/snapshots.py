@@ -238,13 +238,19 @@ def remove_images(client: docker.DockerClient, names: list[str]) -> int:
     return removed
 
 
-def run(client: docker.DockerClient, args: argparse.Namespace, spec: RawSpec) -> dict[int, dict[str, list[float]]]:
+def run(
+    client: docker.DockerClient,
+    args: argparse.Namespace,
+    spec: RawSpec,
+    server_settings: dict[str, str] | None = None,
+) -> dict[int, dict[str, list[float]]]:
+    """Every size (args.sizes, args.repeats, args.warmup) against a server of its own; seconds per metric."""
     results: dict[int, dict[str, list[float]]] = {}
     raw = RawSide(client, spec)
     api: ApiSide | None = None
     try:
         with (
-            bench_server(client, spec.instance) as server,
+            bench_server(client, spec.instance, server_settings) as server,
             httpx.Client(
                 base_url=server.base_url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=HTTP_TIMEOUT
             ) as http,
