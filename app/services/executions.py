@@ -425,7 +425,13 @@ class ExecutionService:
         return ExecutionDetail(execution, stdout, stderr)
 
     async def wait_for_status(
-        self, owner: str, devbox_id: str, execution_id: str, statuses: list[str], timeout_seconds: float | None
+        self,
+        owner: str,
+        devbox_id: str,
+        execution_id: str,
+        statuses: list[str],
+        timeout_seconds: float | None,
+        last_n: int = LAST_N_DEFAULT,
     ) -> ExecutionDetail:
         check_statuses(statuses, ExecutionStatus, "execution")
         timeout = hold_seconds(timeout_seconds, WAIT_DEFAULT_SECONDS, WAIT_MAX_SECONDS)
@@ -437,7 +443,7 @@ class ExecutionService:
         )
         if not reached:
             raise WaitTimeout(f"execution {execution_id} is still {execution.status.value} after {timeout:g} s")
-        return await self.detail(execution, LAST_N_DEFAULT)
+        return await self.detail(execution, last_n)
 
     async def stream_output(
         self, owner: str, devbox_id: str, execution_id: str, fd: int, offset: str | None

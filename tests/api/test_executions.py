@@ -207,6 +207,9 @@ def test_get_execution_last_n_defaults_to_100_lines(shared_http, devbox_id):
     one = shared_http.get(url, params={"last_n": 1}).json()
     assert (one["stdout"], one["stderr"]) == ("150\n", "3\n")
     assert one["stdout_truncated"] is True and one["stderr_truncated"] is True
+    waited = shared_http.post(url + "/wait_for_status", params={"last_n": 2}, json={"statuses": ["completed"]})
+    assert waited.status_code == 200, waited.text
+    assert (waited.json()["stdout"], waited.json()["stdout_truncated"]) == ("149\n150\n", True)
 
 
 def test_execution_wait_for_status_holds_then_408(shared_http, devbox_id):

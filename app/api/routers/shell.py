@@ -62,9 +62,16 @@ async def get_execution(
 
 @router.post("/{devbox_id}/executions/{execution_id}/wait_for_status", response_model=DevboxAsyncExecutionDetailView)
 async def wait_for_execution_status(
-    svc: Svc, owner: Tenant, devbox_id: str, execution_id: str, body: DevboxWaitForCommandRequest
+    svc: Svc,
+    owner: Tenant,
+    devbox_id: str,
+    execution_id: str,
+    body: DevboxWaitForCommandRequest,
+    last_n: int = Query(LAST_N_DEFAULT, ge=0),
 ) -> DevboxAsyncExecutionDetailView:
-    detail = await svc.executions.wait_for_status(owner, devbox_id, execution_id, body.statuses, body.timeout_seconds)
+    detail = await svc.executions.wait_for_status(
+        owner, devbox_id, execution_id, body.statuses, body.timeout_seconds, last_n
+    )
     return execution_view(detail)
 
 
