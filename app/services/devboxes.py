@@ -307,7 +307,11 @@ class DevboxService:
             await self._store.insert(devbox)
         except BaseException:
             self.creates_in_flight -= 1
+            if warm is not None and self._pool is not None:
+                self._pool.settled(warm, recorded=False)
             raise
+        if warm is not None and self._pool is not None:
+            self._pool.settled(warm, recorded=True)
         if placement.note:
             await self._log(devbox.id, LogSource.SETUP_COMMANDS, "warn", placement.note)
         self._tasks.spawn(self._provision(devbox, startup, warm), name=f"provision-{devbox.id}")

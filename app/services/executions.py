@@ -186,8 +186,8 @@ class ExecutionService:
             )
             recorded: asyncio.Future[bool] | None = None
             if command_id is None and shell_name is None:
-                # Nothing to deduplicate or queue behind: the row is written while the command starts,
-                # not before (reads find the execution in memory until the store has it).
+                # Nothing to deduplicate or queue behind: the row is written while the command starts
+                # (awaited below, before the id is given out).
                 recorded = asyncio.ensure_future(self._store.insert(execution))
             elif not await self._store.insert(execution):
                 # A concurrent request with the same command_id won the insert: answer with its execution.
@@ -208,6 +208,12 @@ class ExecutionService:
         live.recorded = recorded
         self._live[execution.id] = live
         self._tasks.spawn(self._drive(live, before, turn), name=f"exec-{execution.id}")
+        if recorded is not None:
+            try:
+                await asyncio.shield(recorded)  # an id handed out is an id a restart still knows
+            except Exception:
+                live.killed.set()  # not recorded: it must not run on unseen (the drive sees the flag)
+                raise
         return execution
 
     async def _by_command_id(self, owner: str, devbox_id: str, command_id: str, command: str) -> Execution | None:
@@ -322,18 +328,18 @@ class ExecutionService:
         completed = replace(
             execution, status=ExecutionStatus.COMPLETED, exit_status=exit_status, stderr=note, end_time_ms=end
         )
-        # Waiters are answered now; the store catches up below, and reads are served from memory until it has.
-        live.execution = completed
-        live.finished.set()
         try:
             if live.recorded is not None:
                 await live.recorded
+            # Stored before anyone hears of the end: an answer never gets ahead of what a restart finds.
             if await self._store.complete(execution.id, exit_status, note, end, entry):
+                live.execution = completed
                 self._logs.announce(execution.devbox_id)  # the log entry went in with the completion
-            else:  # a devbox stop ended it first: what the store says is the truth from now on
+            else:  # a devbox stop ended it first: what the store says is the truth
                 live.execution = await self._store.get(execution.devbox_id, execution.id, execution.owner) or completed
         finally:
             self._live.pop(execution.id, None)
+            live.finished.set()
             self._watch.notify(f"executions:{execution.devbox_id}")
             self._watch.notify(f"output:{execution.id}")
 

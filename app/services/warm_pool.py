@@ -72,6 +72,7 @@ class WarmPool:
         self._gap = refill_gap_seconds
         self._ready: dict[tuple[float, int], deque[WarmContainer]] = {}
         self._filling: set[str] = set()
+        self._claiming: set[str] = set()
         self._wake = asyncio.Event()
         self._stopping = False
         self._discarding: set[asyncio.Task[None]] = set()
@@ -83,9 +84,17 @@ class WarmPool:
             warm = ready.popleft()
             self._wake.set()
             if self._channels.is_open(warm.devbox_id):
+                self._claiming.add(warm.devbox_id)  # still the pool's until its row exists (see settled)
                 return warm
             self._discard_soon(warm)  # died while waiting (e.g. an engine restart)
         return None
+
+    def settled(self, warm: WarmContainer, recorded: bool) -> None:
+        """The create that took `warm` stored its devbox (it is an ordinary devbox now), or failed to
+        (the container goes: nobody owns it)."""
+        self._claiming.discard(warm.devbox_id)
+        if not recorded:
+            self._discard_soon(warm)
 
     def _discard_soon(self, warm: WarmContainer) -> None:
         task = asyncio.create_task(self._discard(warm))
@@ -109,7 +118,8 @@ class WarmPool:
 
     def held(self) -> set[str]:
         """Devbox ids of containers that belong to the pool, ready or being made."""
-        return {w.devbox_id for ready in self._ready.values() for w in ready} | set(self._filling)
+        ready = {w.devbox_id for queue in self._ready.values() for w in queue}
+        return ready | self._filling | self._claiming
 
     def ready_count(self) -> int:
         return sum(len(ready) for ready in self._ready.values())
@@ -180,4 +190,4 @@ class WarmPool:
         warm = [w for ready in self._ready.values() for w in ready]
         for ready in self._ready.values():
             ready.clear()
-        await asyncio.gather(*(self._discard(w) for w in warm))
+        await asyncio.gather(*(self._discard(w) for w in warm), *self._discarding, return_exceptions=True)

@@ -80,10 +80,12 @@ class DevboxStore:
                 .where(devboxes.c.id == starting_after, devboxes.c.owner == owner)
                 .scalar_subquery()
             )
+            # An unknown cursor (no create time to compare) pages by id, as before create-time order.
             query = query.where(
                 or_(
                     devboxes.c.create_time_ms < after,
                     and_(devboxes.c.create_time_ms == after, devboxes.c.id < starting_after),
+                    and_(after.is_(None), devboxes.c.id < starting_after),
                 )
             )
         query = query.order_by(devboxes.c.create_time_ms.desc(), devboxes.c.id.desc()).limit(limit + 1)
