@@ -74,8 +74,8 @@ def test_last_lines() -> None:
 
 def test_api_keys_map_to_tenants(tmp_path: Path) -> None:
     keys = ApiKeys(["k1", "k2"])
-    assert keys.tenant_for("k1") == tenant_of("k1") != tenant_of("k2")
-    assert keys.tenant_for("k3") is None
+    assert asyncio.run(keys.tenant_for("k1")) == tenant_of("k1") != tenant_of("k2")
+    assert asyncio.run(keys.tenant_for("k3")) is None
     key, created = load_or_create_key(tmp_path)
     assert created and key.startswith("dbx_key_")
     assert load_or_create_key(tmp_path) == (key, False)
