@@ -49,6 +49,7 @@ from app.store.snapshots import SnapshotStore
 from app.store.ssh_keys import SshKeyStore
 
 log = logging.getLogger("devboxd")
+ORPHAN_SWEEP_SECONDS = 60.0
 
 
 def _api_keys(settings: Settings) -> ApiKeys:
@@ -177,6 +178,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
         timer_task = asyncio.create_task(timers.run(), name="lifecycle-timers")
         pool_task = asyncio.create_task(pool.run(), name="warm-pool")
+        sweeper = asyncio.create_task(reconciler.sweep_orphans_forever(ORPHAN_SWEEP_SECONDS), name="orphan-sweep")
         await ssh_gateway.start()
         wants_build = settings.build_image_on_start and not settings.default_image
         if wants_build and await driver.ping() and not await driver.image_exists(image):
@@ -185,7 +187,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
-            for task in (follower, timer_task, pool_task):
+            for task in (follower, timer_task, pool_task, sweeper):
                 task.cancel()
                 with suppress(asyncio.CancelledError):
                     await task

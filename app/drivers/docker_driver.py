@@ -94,7 +94,9 @@ class DockerDriver:
             raise ContainerGone(str(exc.explanation or exc)) from exc
         except docker.errors.APIError as exc:
             raise BackendError(str(exc.explanation or exc)) from exc
-        except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
+        except requests.exceptions.Timeout as exc:  # the engine is there but did not answer in time
+            raise BackendError(f"the Docker engine did not answer in time: {exc}") from exc
+        except (requests.exceptions.RequestException, docker.errors.DockerException) as exc:
             raise BackendError(f"Docker engine unavailable: {exc}") from exc
 
     async def ping(self) -> bool:

@@ -81,6 +81,16 @@ class Reconciler:
                 log.info("removing container %s of ended or unknown devbox %r", container_id[:12], devbox_id)
                 await self._driver.remove(container_id)
 
+    async def sweep_orphans_forever(self, every_seconds: float) -> None:
+        """Runs for the server's life: a container whose removal failed (the engine timed out or was away)
+        is removed on a later pass rather than at the next restart."""
+        while True:
+            await asyncio.sleep(every_seconds)
+            try:
+                await self.remove_orphans()
+            except BackendError as exc:
+                log.warning("sweeping orphan containers failed: %s", exc)
+
     async def recheck_after_outage(self) -> None:
         """The event stream was down, so containers may have stopped or vanished unseen: look at each live
         devbox's container. Safe while the server works: a devbox with a task of ours on it (provisioning,
