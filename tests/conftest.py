@@ -3,6 +3,7 @@ label, talking to the real Docker engine; HTTP and Runloop SDK clients pointed a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -97,6 +98,29 @@ class ServerProcess:
         if not self.log_path or not self.log_path.exists():
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@contextlib.contextmanager
+def tracked_client(server: ServerProcess) -> Iterator[httpx.Client]:
+    """A client that follows the server across restarts (same port) and shuts down what it created."""
+    created: list[str] = []
+
+    def remember(response: httpx.Response) -> None:
+        request = response.request
+        if request.method == "POST" and request.url.path == "/v1/devboxes" and response.status_code == 200:
+            response.read()
+            created.append(response.json()["id"])
+
+    with httpx.Client(
+        base_url=server.base_url,
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        timeout=60,
+        event_hooks={"response": [remember]},
+    ) as http:
+        yield http
+        for devbox_id in created:
+            with contextlib.suppress(httpx.HTTPError):
+                http.post(f"/v1/devboxes/{devbox_id}/shutdown")
 
 
 def remove_containers_of(instance: str) -> None:

@@ -37,6 +37,7 @@ from app.drivers.base import (
     ExecResult,
     HostCapacity,
 )
+from app.drivers.stream_channel import StreamChannel
 from app.observability.metrics import docker_call
 
 log = logging.getLogger(__name__)
@@ -529,32 +530,17 @@ class DockerDriver:
         self._ping_client.close()
 
 
-class DockerExecChannel:
+class DockerExecChannel(StreamChannel):
     """A hijacked exec connection on the event loop: no thread per channel, and a frame costs no hand-off."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
-        self._write_lock = asyncio.Lock()
-
     async def read(self) -> tuple[int, bytes] | None:
+        """The engine's multiplexed frames: (1 or 2 for stdout or stderr, data)."""
         try:
             header = await self._reader.readexactly(8)
             size = int.from_bytes(header[4:8], "big")
             return header[0], await self._reader.readexactly(size) if size else b""
         except (asyncio.IncompleteReadError, ConnectionError):
             return None
-
-    async def write(self, data: bytes) -> None:
-        async with self._write_lock:
-            self._writer.write(data)
-            try:
-                await self._writer.drain()
-            except ConnectionError as exc:
-                raise ContainerGone(f"the channel into the container closed: {exc}") from exc
-
-    def close(self) -> None:
-        self._writer.close()
 
 
 class DockerStdinWriter:

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from app.domain.devbox import container_name
-from app.domain.errors import BackendError, ContainerGone
+from app.domain.errors import BackendError
 from app.drivers.base import ExecChannel, SandboxDriver
+from app.drivers.stream_channel import StreamChannel
 from app.services.private_dirs import AGENT_FILE, PrivateDirs
 
 log = logging.getLogger(__name__)
@@ -185,14 +186,9 @@ class AgentChannel:
             sink.exited(int(header["code"]))
 
 
-class SocketChannel:
+class SocketChannel(StreamChannel):
     """The connection to a container's listening agent (a unix socket in its private mount): frames go
-    straight between the server and the agent, with no engine in between. Reads arrive as stream 1."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
-        self._write_lock = asyncio.Lock()
+    straight between the server and the agent, with no engine in between."""
 
     @classmethod
     async def connect(cls, path: Path) -> SocketChannel:
@@ -208,24 +204,6 @@ class SocketChannel:
         finally:
             os.close(folder)
         return cls(reader, writer)
-
-    async def read(self) -> tuple[int, bytes] | None:
-        try:
-            data = await self._reader.read(SOCKET_READ_LIMIT)
-        except ConnectionError:
-            return None
-        return (1, data) if data else None
-
-    async def write(self, data: bytes) -> None:
-        async with self._write_lock:
-            self._writer.write(data)
-            try:
-                await self._writer.drain()
-            except ConnectionError as exc:
-                raise ContainerGone(f"the channel into the devbox closed: {exc}") from exc
-
-    def close(self) -> None:
-        self._writer.close()
 
 
 class AgentChannels:

@@ -25,7 +25,7 @@ import pytest
 
 from app.drivers.base import LABEL_DEVBOX, LABEL_INSTANCE
 from tests.api.test_restart import container_of, create_running, get, sh
-from tests.conftest import API_KEY, ServerProcess, wait_for
+from tests.conftest import ServerProcess, tracked_client, wait_for
 
 SEQ_LINES = 2000
 SEQ_OUTPUT = "".join(f"{i}\n" for i in range(1, SEQ_LINES + 1))
@@ -38,29 +38,6 @@ def docker_client() -> Iterator[docker.DockerClient]:
     client = docker.from_env()
     yield client
     client.close()
-
-
-@contextlib.contextmanager
-def tracked_client(server: ServerProcess) -> Iterator[httpx.Client]:
-    """A client that follows the server across restarts (same port) and shuts down what it created."""
-    created: list[str] = []
-
-    def remember(response: httpx.Response) -> None:
-        request = response.request
-        if request.method == "POST" and request.url.path == "/v1/devboxes" and response.status_code == 200:
-            response.read()
-            created.append(response.json()["id"])
-
-    with httpx.Client(
-        base_url=server.base_url,
-        headers={"Authorization": f"Bearer {API_KEY}"},
-        timeout=60,
-        event_hooks={"response": [remember]},
-    ) as http:
-        yield http
-        for devbox_id in created:
-            with contextlib.suppress(httpx.HTTPError):
-                http.post(f"/v1/devboxes/{devbox_id}/shutdown")
 
 
 @pytest.fixture(scope="module")

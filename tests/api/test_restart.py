@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from app.drivers.base import LABEL_DEVBOX, LABEL_INSTANCE, LABEL_MANAGED
-from tests.conftest import API_KEY, ServerProcess, wait_for
+from tests.conftest import API_KEY, ServerProcess, tracked_client, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -35,24 +35,8 @@ def restartable_server(server_factory: Callable[..., ServerProcess]) -> ServerPr
 @pytest.fixture
 def client(restartable_server: ServerProcess) -> Iterator[httpx.Client]:
     """A client that follows the server across restarts (same port) and shuts down what it created."""
-    created: list[str] = []
-
-    def remember(response: httpx.Response) -> None:
-        request = response.request
-        if request.method == "POST" and request.url.path == "/v1/devboxes" and response.status_code == 200:
-            response.read()
-            created.append(response.json()["id"])
-
-    with httpx.Client(
-        base_url=restartable_server.base_url,
-        headers={"Authorization": f"Bearer {API_KEY}"},
-        timeout=60,
-        event_hooks={"response": [remember]},
-    ) as http:
+    with tracked_client(restartable_server) as http:
         yield http
-        for devbox_id in created:
-            with contextlib.suppress(httpx.HTTPError):
-                http.post(f"/v1/devboxes/{devbox_id}/shutdown")
 
 
 def create_running(http: httpx.Client, **body: Any) -> dict[str, Any]:

@@ -9,7 +9,6 @@ wait polls with a deadline; nothing asserts a duration."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import shutil
@@ -25,7 +24,7 @@ import pytest
 
 from app.drivers.base import LABEL_DEVBOX, LABEL_INSTANCE
 from tests.api.test_ptys import open_pty, terminal
-from tests.conftest import API_KEY, ServerProcess, wait_for
+from tests.conftest import ServerProcess, tracked_client, wait_for
 
 POOL = "SMALL=2"
 POOL_TARGET = 2
@@ -55,38 +54,15 @@ def cold_server(server_factory: Callable[..., ServerProcess]) -> Iterator[Server
     server.stop()
 
 
-@contextlib.contextmanager
-def client_of(server: ServerProcess) -> Iterator[httpx.Client]:
-    """A client that follows the server across restarts (same port) and shuts down what it created."""
-    created: list[str] = []
-
-    def remember(response: httpx.Response) -> None:
-        request = response.request
-        if request.method == "POST" and request.url.path == "/v1/devboxes" and response.status_code == 200:
-            response.read()
-            created.append(response.json()["id"])
-
-    with httpx.Client(
-        base_url=server.base_url,
-        headers={"Authorization": f"Bearer {API_KEY}"},
-        timeout=60,
-        event_hooks={"response": [remember]},
-    ) as http:
-        yield http
-        for devbox_id in created:
-            with contextlib.suppress(httpx.HTTPError):
-                http.post(f"/v1/devboxes/{devbox_id}/shutdown")
-
-
 @pytest.fixture
 def pool_http(pool_server: ServerProcess) -> Iterator[httpx.Client]:
-    with client_of(pool_server) as http:
+    with tracked_client(pool_server) as http:
         yield http
 
 
 @pytest.fixture
 def cold_http(cold_server: ServerProcess) -> Iterator[httpx.Client]:
-    with client_of(cold_server) as http:
+    with tracked_client(cold_server) as http:
         yield http
 
 
@@ -417,7 +393,7 @@ def test_restart_leaves_only_claimed_devboxes_and_the_new_pool(
 ) -> None:
     server = server_factory(DEVBOX_WARM_POOL=POOL)
     try:
-        with client_of(server) as http:
+        with tracked_client(server) as http:
             ready = wait_pool(http, docker_client, server.instance)
             claimed = create_running(http, environment_variables={"SURVIVES": "restart"})["id"]
             assert claimed in ready
