@@ -160,6 +160,20 @@ def server_factory(
         remove_containers_of(server.instance)
 
 
+@pytest.fixture(scope="module")
+def docker_client() -> Iterator[docker.DockerClient]:
+    """For looking at containers behind the server's back (and tampering with them)."""
+    client = docker.from_env()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def restartable_server(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
+    """A module's own server, which its tests may stop, kill and restart."""
+    return server_factory()
+
+
 @pytest.fixture(scope="session")
 def server(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
     return server_factory()

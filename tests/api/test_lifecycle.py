@@ -4,7 +4,6 @@ shutdown, keep_alive, update, usage, state transitions, resource sizes and the d
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import docker
@@ -16,13 +15,6 @@ from tests.conftest import wait_for
 
 GIB = 1024**3
 ACTIVE_OR_LATER = {"provisioning", "initializing", "running"}
-
-
-@pytest.fixture(scope="module")
-def docker_client() -> Iterator[docker.DockerClient]:
-    client = docker.from_env()
-    yield client
-    client.close()
 
 
 def containers_of(client: docker.DockerClient, devbox_id: str) -> list[str]:

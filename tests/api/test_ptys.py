@@ -130,6 +130,14 @@ def control(http: httpx.Client, devbox_id: str, name: str, **body: Any) -> httpx
     return http.post(f"{pty_path(devbox_id, name)}/control", json=body)
 
 
+def assert_fresh_shell(server: ServerProcess, http: httpx.Client, devbox_id: str, name: str) -> None:
+    """Connecting with `name` now starts a new shell: nothing the old one exported (KEEP) is there."""
+    fresh = open_pty(http, devbox_id, name)
+    assert fresh["created"] is True
+    with terminal(server, fresh["connect_url"]) as term:
+        term.run('echo "K-${KEEP:-unset}-$((2+3))"', "K-unset-5")
+
+
 def stty_size(term: Term) -> str:
     """`stty size` as ROWSxCOLS."""
     term.send('echo "SZ-$(stty size | tr " " x)-SZ"')
@@ -357,10 +365,7 @@ def test_close_ends_the_session_and_the_next_connect_is_fresh(server, http, modu
         assert term.wait_closed() == 1000
 
     assert control(http, module_devbox, name, action="close").status_code == 404  # gone
-    fresh = open_pty(http, module_devbox, name)
-    assert fresh["created"] is True
-    with terminal(server, fresh["connect_url"]) as term:
-        term.run('echo "K-${KEEP:-unset}-$((2+3))"', "K-unset-5")
+    assert_fresh_shell(server, http, module_devbox, name)
     assert control(http, module_devbox, name, action="close").status_code == 200
 
 
@@ -370,10 +375,7 @@ def test_close_of_a_detached_session(server, http, module_devbox):
     with terminal(server, view["connect_url"]) as term:
         term.run('export KEEP=yes; echo "M-$((8+8))"', "M-16")
     assert control(http, module_devbox, name, action="close").json()["status"] == "closed"
-    fresh = open_pty(http, module_devbox, name)
-    assert fresh["created"] is True
-    with terminal(server, fresh["connect_url"]) as term:
-        term.run('echo "K-${KEEP:-unset}-$((2+3))"', "K-unset-5")
+    assert_fresh_shell(server, http, module_devbox, name)
     assert control(http, module_devbox, name, action="close").status_code == 200
 
 
@@ -384,10 +386,7 @@ def test_exit_closes_the_socket_with_1000_and_the_next_connect_is_fresh(server, 
         term.run('export KEEP=yes; echo "M-$((10+1))"', "M-11")
         term.send("exit")
         assert term.wait_closed() == 1000
-    fresh = open_pty(http, module_devbox, name)
-    assert fresh["created"] is True
-    with terminal(server, fresh["connect_url"]) as term:
-        term.run('echo "K-${KEEP:-unset}-$((3+3))"', "K-unset-6")
+    assert_fresh_shell(server, http, module_devbox, name)
     assert control(http, module_devbox, name, action="close").status_code == 200
 
 
@@ -504,10 +503,7 @@ def test_suspend_resume_gives_a_fresh_shell(server, http, own_devbox):
 
     assert http.post(f"/v1/devboxes/{own_devbox}/resume").status_code == 200
     assert wait_for(http, own_devbox, ["running", "failure", "shutdown"])["status"] == "running"
-    fresh = open_pty(http, own_devbox, name)
-    assert fresh["created"] is True
-    with terminal(server, fresh["connect_url"]) as term:
-        term.run('echo "K-${KEEP:-unset}-$((4+5))"', "K-unset-9")
+    assert_fresh_shell(server, http, own_devbox, name)
 
 
 def test_shut_down_devbox_refuses_terminals(server, http, own_devbox):

@@ -33,18 +33,6 @@ ENGINE_RESTART_OPT_IN = "DEVBOXD_TEST_RESTART_ENGINE"
 ENGINE_LOCK = "/tmp/docker-engine-restart.lock"
 
 
-@pytest.fixture(scope="module")
-def docker_client() -> Iterator[docker.DockerClient]:
-    client = docker.from_env()
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
-def restartable_server(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
-    return server_factory()
-
-
 @pytest.fixture
 def client(restartable_server: ServerProcess) -> Iterator[httpx.Client]:
     with tracked_client(restartable_server) as http:

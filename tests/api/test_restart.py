@@ -8,7 +8,7 @@ import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import docker
@@ -18,18 +18,6 @@ import pytest
 
 from app.drivers.base import LABEL_DEVBOX, LABEL_INSTANCE, LABEL_MANAGED
 from tests.conftest import API_KEY, ServerProcess, tracked_client, wait_for
-
-
-@pytest.fixture(scope="module")
-def docker_client() -> Iterator[docker.DockerClient]:
-    client = docker.from_env()
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
-def restartable_server(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
-    return server_factory()
 
 
 @pytest.fixture

@@ -217,13 +217,6 @@ def tracked_client(server: ServerProcess, key: str, tracker: Tracker | None = No
 
 
 @pytest.fixture(scope="module")
-def docker_client() -> Iterator[docker.DockerClient]:
-    client = docker.from_env()
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
 def restartable_server(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
     """This module's own server: it has a secret configured, gets snapshots published and is restarted."""
     return server_factory(DEVBOX_SECRETS=json.dumps({SECRET_NAME: SECRET_VALUE}))

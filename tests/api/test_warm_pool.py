@@ -33,13 +33,6 @@ DEADLINE_SECONDS = 60.0
 
 
 @pytest.fixture(scope="module")
-def docker_client() -> Iterator[docker.DockerClient]:
-    client = docker.from_env()
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
 def pool_server(server_factory: Callable[..., ServerProcess]) -> Iterator[ServerProcess]:
     server = server_factory(DEVBOX_WARM_POOL=POOL, DEVBOX_SECRETS=json.dumps({"POOL_SECRET": SECRET_VALUE}))
     yield server
