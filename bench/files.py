@@ -55,11 +55,10 @@ from bench.lifecycle import (
     RawSpec,
     bench_server,
     create_raw_container,
-    ensure_running,
+    create_running,
     ok_json,
     raise_interrupt,
     raw_spec,
-    wait_running,
 )
 
 MiB = 1024**2
@@ -211,19 +210,10 @@ def api_download(http: httpx.Client, devbox_id: str, target: Path) -> float:
     return time.perf_counter() - t0
 
 
-def create_devbox(http: httpx.Client) -> str:
-    devbox = ok_json(http.post("/v1/devboxes/create_and_await_running", json={}))
-    if devbox["status"] in ("provisioning", "initializing"):
-        wait_running(http, devbox["id"])
-    else:
-        ensure_running(devbox)
-    return str(devbox["id"])
-
-
 @contextmanager
 def devbox(http: httpx.Client) -> Iterator[str]:
     """A running devbox, shut down afterwards (bench_server's label clean-up catches any that is not)."""
-    devbox_id = create_devbox(http)
+    devbox_id = create_running(http)
     try:
         yield devbox_id
     finally:

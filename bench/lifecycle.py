@@ -192,6 +192,21 @@ def ensure_running(devbox: dict[str, Any]) -> None:
         raise RuntimeError(f"devbox {devbox['id']} ended up {devbox['status']} ({devbox.get('failure_reason')})")
 
 
+def settle_running(http: httpx.Client, devbox: dict[str, Any]) -> str:
+    """The id of a devbox create_and_await_running answered with, once it is running: that call may answer
+    before (then wait_for_status is asked), and a devbox that ended up elsewhere is an error."""
+    if devbox["status"] in ("provisioning", "initializing"):
+        wait_running(http, devbox["id"])
+    else:
+        ensure_running(devbox)
+    return str(devbox["id"])
+
+
+def create_running(http: httpx.Client, body: dict[str, Any] | None = None) -> str:
+    """POST /v1/devboxes/create_and_await_running, then settle_running."""
+    return settle_running(http, ok_json(http.post("/v1/devboxes/create_and_await_running", json=body or {})))
+
+
 def first_command(http: httpx.Client, devbox_id: str) -> None:
     result = ok_json(http.post(f"/v1/devboxes/{devbox_id}/execute_sync", json={"command": FIRST_COMMAND}))
     if result.get("exit_status") != 0:
@@ -226,10 +241,7 @@ def server_await_round(http: httpx.Client) -> dict[str, float]:
     t0 = time.perf_counter()
     devbox = ok_json(http.post("/v1/devboxes/create_and_await_running", json={}))
     try:
-        if devbox["status"] in ("provisioning", "initializing"):
-            wait_running(http, devbox["id"])
-        else:
-            ensure_running(devbox)
+        settle_running(http, devbox)
         t_running = time.perf_counter()
         first_command(http, devbox["id"])
         t_command = time.perf_counter()

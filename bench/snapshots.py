@@ -53,11 +53,10 @@ from bench.lifecycle import (
     RawSpec,
     bench_server,
     create_raw_container,
-    ensure_running,
+    create_running,
     ok_json,
     raise_interrupt,
     raw_spec,
-    wait_running,
 )
 
 MiB = 1024**2
@@ -87,12 +86,7 @@ class ApiSide:
     snapshots: list[str] = field(default_factory=list)  # every snapshot taken, for the final image sweep
 
     def create(self, **body: Any) -> str:
-        devbox = ok_json(self.http.post("/v1/devboxes/create_and_await_running", json=body))
-        if devbox["status"] in ("provisioning", "initializing"):
-            wait_running(self.http, devbox["id"])
-        else:
-            ensure_running(devbox)
-        return str(devbox["id"])
+        return create_running(self.http, body)
 
     def execute(self, devbox_id: str, command: str) -> None:
         result = ok_json(self.http.post(f"/v1/devboxes/{devbox_id}/execute_sync", json={"command": command}))

@@ -51,7 +51,6 @@ import httpx
 from app.domain.devbox import container_name
 from app.drivers.base import LABEL_INSTANCE
 from bench import executions, snapshots
-from bench.files import create_devbox
 from bench.lifecycle import (
     API_KEY,
     HOME,
@@ -61,12 +60,12 @@ from bench.lifecycle import (
     RawSpec,
     bench_server,
     create_raw_container,
-    ensure_running,
+    create_running,
     ok_json,
     raise_interrupt,
     raw_spec,
     remove_containers,
-    wait_running,
+    settle_running,
 )
 
 POOL_SETTING = "DEVBOX_WARM_POOL"
@@ -193,16 +192,6 @@ def shutdown_devbox(http: httpx.Client, devbox_id: str) -> None:
 def remove_raw(client: docker.DockerClient, container_id: str) -> None:
     with suppress(docker.errors.NotFound):
         client.api.remove_container(container_id, force=True, v=True)
-
-
-def await_running(http: httpx.Client) -> str:
-    """create_and_await_running, re-polling with wait_for_status if it answered before running."""
-    devbox = ok_json(http.post("/v1/devboxes/create_and_await_running", json={}))
-    if devbox["status"] in ("provisioning", "initializing"):
-        wait_running(http, devbox["id"])
-    else:
-        ensure_running(devbox)
-    return str(devbox["id"])
 
 
 def api_echo(http: httpx.Client, devbox_id: str) -> None:
@@ -338,7 +327,7 @@ class Suite:
 
     def api_create_round(self, http: httpx.Client) -> tuple[dict[str, float], str]:
         t0 = time.perf_counter()
-        devbox_id = await_running(http)
+        devbox_id = create_running(http)
         try:
             t_running = time.perf_counter()
             api_echo(http, devbox_id)
@@ -437,7 +426,7 @@ class Suite:
         p = self.plan
         instance, _ = self.instance("exec")
         with bench_server(self.client, instance, NO_POOL) as server, api_client(server) as http:
-            devbox_id = create_devbox(http)
+            devbox_id = create_running(http)
             try:
                 container = self.client.containers.get(container_name(devbox_id))
                 calls = executions.api_calls(http, devbox_id)
@@ -553,11 +542,8 @@ class Suite:
         def one() -> None:
             devbox = ok_json(http.post("/v1/devboxes/create_and_await_running", json={}))
             with lock:
-                created.append(str(devbox["id"]))
-            if devbox["status"] in ("provisioning", "initializing"):
-                wait_running(http, devbox["id"])
-            else:
-                ensure_running(devbox)
+                created.append(str(devbox["id"]))  # shut down afterwards, whether it comes up or not
+            settle_running(http, devbox)
 
         try:
             return burst(count, one)
@@ -586,7 +572,7 @@ class Suite:
         p = self.plan
         instance, spec = self.instance("suspend")
         with bench_server(self.client, instance, NO_POOL) as server, api_client(server) as http:
-            devbox_id = create_devbox(http)
+            devbox_id = create_running(http)
             container_id = create_raw_container(self.client, spec)
             try:
                 self.client.api.start(container_id)
