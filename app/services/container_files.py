@@ -24,12 +24,12 @@ from typing import NoReturn
 
 from app.domain.devbox import Devbox, LogEntry, container_name, now_ms
 from app.domain.errors import BackendError, InvalidRequest, NotFound
+from app.domain.limits import PATH_MAX
 from app.domain.statuses import LogSource
 from app.drivers.base import SandboxDriver
 from app.store.logs import LogStore
 
 log = logging.getLogger(__name__)
-MAX_PATH_LENGTH = 4096
 MAX_TEXT_READ_BYTES = 64 * 1024**2
 WRITE_BATCH_BYTES = 1024 * 1024
 # Smaller files go through an exec's stdin: one round trip to the engine fewer than put_file's.
@@ -102,8 +102,8 @@ def resolve_path(devbox: Devbox, path: str) -> str:
         raise InvalidRequest("the file path is empty")
     if "\0" in path:
         raise InvalidRequest("the file path contains a NUL byte")
-    if len(path) > MAX_PATH_LENGTH:
-        raise InvalidRequest(f"the file path is longer than {MAX_PATH_LENGTH} characters")
+    if len(path) > PATH_MAX:
+        raise InvalidRequest(f"the file path is longer than {PATH_MAX} characters")
     if path.endswith("/"):
         raise InvalidRequest(f"{path!r} names a directory, not a file")
     return posixpath.normpath(posixpath.join(devbox.home, path))

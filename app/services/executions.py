@@ -24,6 +24,7 @@ from app.domain.errors import (
     WaitTimeout,
 )
 from app.domain.ids import new_id
+from app.domain.limits import NAME_MAX
 from app.domain.statuses import ExecutionStatus, LogSource
 from app.observability.metrics import EXECUTIONS_FINISHED, EXECUTIONS_STARTED
 from app.services.agent_channel import AgentChannel, AgentChannels
@@ -39,7 +40,6 @@ WAIT_MAX_SECONDS = 25.0
 LAST_N_DEFAULT = 100
 KILL_WAIT_SECONDS = 10.0
 STREAM_CHUNK_BYTES = 64 * 1024
-SHELL_NAME_MAX = 256
 SMALL_OUTPUT_BYTES = 256 * 1024
 ENDED_EXIT_STATUS = 137  # what an execution ends with when its devbox stops under it (as if SIGKILLed)
 
@@ -106,8 +106,8 @@ class ShellQueue:
 def _check_shell_name(shell_name: str | None) -> None:
     if shell_name is None:
         return
-    if not shell_name.strip() or "\0" in shell_name or len(shell_name) > SHELL_NAME_MAX:
-        raise InvalidRequest(f"shell_name must be 1-{SHELL_NAME_MAX} characters without NUL, got {shell_name!r}")
+    if not shell_name.strip() or "\0" in shell_name or len(shell_name) > NAME_MAX:
+        raise InvalidRequest(f"shell_name must be 1-{NAME_MAX} characters without NUL, got {shell_name!r}")
 
 
 class ExecutionService:

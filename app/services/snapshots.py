@@ -16,7 +16,7 @@ from typing import Any
 from app.domain.devbox import container_name, now_ms
 from app.domain.errors import BackendError, Conflict, InvalidRequest, InvalidState, NotFound
 from app.domain.ids import new_id
-from app.domain.limits import check_metadata
+from app.domain.limits import NAME_MAX, check_metadata
 from app.domain.snapshot import DiskSnapshot
 from app.domain.statuses import DevboxStatus, SnapshotStatus
 from app.drivers.base import SandboxDriver
@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 
 SNAPSHOT_REPOSITORY = "devboxd-snapshot"
 COMMIT_MESSAGE_MAX = 1000
-NAME_MAX = 256
 LIST_LIMIT_MAX = 5000
 SNAPSHOTTABLE = (DevboxStatus.RUNNING, DevboxStatus.SUSPENDED)
 
