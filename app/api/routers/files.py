@@ -17,6 +17,7 @@ from app.api.schemas.files import (
     DevboxReadFileParameters,
     DevboxWriteFileParameters,
 )
+from app.domain.errors import DomainError
 
 router = APIRouter(prefix="/v1/devboxes", tags=["Devbox-FileTools"])
 
@@ -41,7 +42,14 @@ async def upload_file(svc: Svc, owner: Tenant, id: str, request: Request) -> Emp
     upload = await stream_upload(
         request.headers.get("content-type", ""), int(length) if length.isdigit() else None, request.stream()
     )
-    await svc.files.write(owner, id, upload.path, upload.chunks, upload.size_hint)
+    try:
+        await svc.files.write(owner, id, upload.path, upload.chunks, upload.size_hint)
+    except DomainError:
+        # Refused before every byte was read (a folder the user may not write, say): read the rest, so a
+        # client that sends its whole body before reading the answer gets the 4xx instead of a stall.
+        async for _ in upload.chunks:
+            pass
+        raise
     return EmptyRecord()
 
 
