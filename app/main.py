@@ -41,7 +41,7 @@ from app.services.status_watch import StatusWatch
 from app.services.tunnels import TunnelService
 from app.services.warm_pool import WarmPool
 from app.store.api_keys import ApiKeyStore
-from app.store.database import create_engine_for, migrate
+from app.store.database import Database, migrate
 from app.store.devboxes import DevboxStore
 from app.store.executions import ExecutionStore
 from app.store.logs import LogStore
@@ -89,17 +89,17 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(migrate, database_url)
-        engine = create_engine_for(database_url)
-        api_keys.use_store(ApiKeyStore(engine))
+        db = Database(database_url)
+        api_keys.use_store(ApiKeyStore(db))
         driver = DockerDriver(threads=settings.docker_threads)
         tasks = BackgroundTasks()
         watch = StatusWatch()
         devbox_store, execution_store, snapshot_store = (
-            DevboxStore(engine),
-            ExecutionStore(engine),
-            SnapshotStore(engine),
+            DevboxStore(db),
+            ExecutionStore(db),
+            SnapshotStore(db),
         )
-        log_store = LogStore(engine, on_append=lambda devbox_id: watch.notify(f"logs:{devbox_id}"))
+        log_store = LogStore(db, on_append=lambda devbox_id: watch.notify(f"logs:{devbox_id}"))
         container_files = ContainerFiles(log_store, driver)
         instance = settings.resolved_instance_id
         private_dirs = PrivateDirs(settings.data_dir / "devbox-env", AGENT_SOURCE.read_bytes())
@@ -142,7 +142,7 @@ def create_app(settings: Settings) -> FastAPI:
         snapshot_service = SnapshotService(devboxes, snapshot_store, driver, watch, tasks)
         ssh_gateway = SshGateway(
             devboxes,
-            SshKeyStore(engine),
+            SshKeyStore(db),
             channels,
             tasks,
             settings.data_dir,
@@ -150,7 +150,7 @@ def create_app(settings: Settings) -> FastAPI:
             settings.ssh_port,
             settings.public_host,
         )
-        health = HealthService(engine, driver, image)
+        health = HealthService(db, driver, image)
         app.state.services = Services(
             devboxes=devboxes,
             executions=executions,
@@ -196,7 +196,7 @@ def create_app(settings: Settings) -> FastAPI:
             channels.close_all()
             await tasks.drain(timeout=5)
             driver.close()
-            await engine.dispose()
+            await db.close()
 
     app = FastAPI(title="devboxd", version="0.1.0", lifespan=lifespan, openapi_url="/openapi.json")
     app.state.api_keys = api_keys

@@ -9,8 +9,6 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from app.cli.tables import emit, when
 from app.config import Settings
 from app.domain.devbox import now_ms
@@ -18,7 +16,7 @@ from app.domain.errors import DomainError
 from app.domain.statuses import DevboxStatus
 from app.services.auth import key_digest, new_key
 from app.store.api_keys import ApiKeyStore
-from app.store.database import create_engine_for, migrate
+from app.store.database import Database, migrate
 from app.store.devboxes import DevboxStore
 from app.store.logs import LogStore
 from app.store.snapshots import SnapshotStore
@@ -26,14 +24,14 @@ from app.store.snapshots import SnapshotStore
 T = TypeVar("T")
 
 
-def _run(settings: Settings, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+def _run(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
     async def main() -> T:
         await asyncio.to_thread(migrate, settings.resolved_database_url)  # no-op when at head
-        engine = create_engine_for(settings.resolved_database_url)
+        db = Database(settings.resolved_database_url)
         try:
-            return await work(engine)
+            return await work(db)
         finally:
-            await engine.dispose()
+            await db.close()
 
     return asyncio.run(main())
 
@@ -48,7 +46,7 @@ def _fail(message: str) -> int:
 
 def devboxes_list(settings: Settings, args: argparse.Namespace) -> int:
     status = DevboxStatus(args.status) if args.status else None
-    devboxes = _run(settings, lambda engine: DevboxStore(engine).list_all(status, args.limit))
+    devboxes = _run(settings, lambda db: DevboxStore(db).list_all(status, args.limit))
     rows = [
         {
             "id": d.id,
@@ -71,11 +69,11 @@ def devboxes_shutdown(settings: Settings, args: argparse.Namespace) -> int:
     from app.services.operator import OperatorActions
     from app.services.private_dirs import PrivateDirs
 
-    async def shutdown(engine: AsyncEngine) -> Any:
+    async def shutdown(db: Database) -> Any:
         driver = DockerDriver(threads=2)
         try:
             actions = OperatorActions(
-                DevboxStore(engine), LogStore(engine), driver, PrivateDirs(settings.data_dir / "devbox-env")
+                DevboxStore(db), LogStore(db), driver, PrivateDirs(settings.data_dir / "devbox-env")
             )
             return await actions.shutdown(args.devbox_id)
         finally:
@@ -90,10 +88,10 @@ def devboxes_shutdown(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def devboxes_logs(settings: Settings, args: argparse.Namespace) -> int:
-    async def entries(engine: AsyncEngine) -> Any:
-        if await DevboxStore(engine).get(args.devbox_id, with_transitions=False) is None:
+    async def entries(db: Database) -> Any:
+        if await DevboxStore(db).get(args.devbox_id, with_transitions=False) is None:
             return None
-        return await LogStore(engine).list_entries(args.devbox_id)
+        return await LogStore(db).list_entries(args.devbox_id)
 
     found = _run(settings, entries)
     if found is None:
@@ -114,7 +112,7 @@ def devboxes_logs(settings: Settings, args: argparse.Namespace) -> int:
 def keys_create(settings: Settings, args: argparse.Namespace) -> int:
     key = new_key()
     digest = key_digest(key)
-    _run(settings, lambda engine: ApiKeyStore(engine).add(digest, args.name, now_ms()))
+    _run(settings, lambda db: ApiKeyStore(db).add(digest, args.name, now_ms()))
     row = {"name": args.name, "tenant": digest[:32], "api_key": key}
     if args.json:
         emit([row], [], True)
@@ -124,7 +122,7 @@ def keys_create(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def keys_list(settings: Settings, args: argparse.Namespace) -> int:
-    keys = _run(settings, lambda engine: ApiKeyStore(engine).list_keys())
+    keys = _run(settings, lambda db: ApiKeyStore(db).list_keys())
     rows = [
         {
             "name": k.name,
@@ -139,7 +137,7 @@ def keys_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
-    count = _run(settings, lambda engine: ApiKeyStore(engine).revoke(args.name_or_tenant, now_ms()))
+    count = _run(settings, lambda db: ApiKeyStore(db).revoke(args.name_or_tenant, now_ms()))
     if not count:
         return _fail(f"no active key named or of tenant {args.name_or_tenant!r}")
     print(f"revoked {count} key(s); servers stop accepting them within seconds")
@@ -151,7 +149,7 @@ def keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
 
 def snapshot_publish(settings: Settings, args: argparse.Namespace) -> int:
     """Mark a snapshot public (or private again): public snapshots are listed for every API key."""
-    if not _run(settings, lambda engine: SnapshotStore(engine).set_public(args.snapshot_id, args.public)):
+    if not _run(settings, lambda db: SnapshotStore(db).set_public(args.snapshot_id, args.public)):
         return _fail(f"no snapshot {args.snapshot_id}")
     print(f"{args.snapshot_id}: {'public' if args.public else 'private'}")
     return 0

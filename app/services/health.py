@@ -6,10 +6,9 @@ import asyncio
 from dataclasses import dataclass
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.drivers.base import SandboxDriver
-from app.store.database import current_revision, head_revision
+from app.store.database import Database, current_revision, head_revision
 
 # The image look-up goes through the driver's main pool: bounded, so /health answers even while the
 # engine is going away between the ping and the look-up.
@@ -28,8 +27,8 @@ class HealthReport:
 
 
 class HealthService:
-    def __init__(self, engine: AsyncEngine, driver: SandboxDriver, image: str) -> None:
-        self._engine = engine
+    def __init__(self, db: Database, driver: SandboxDriver, image: str) -> None:
+        self._db = db
         self._driver = driver
         self._image = image
         self._head = head_revision()
@@ -38,12 +37,11 @@ class HealthService:
 
     async def check(self) -> HealthReport:
         try:
-            async with self._engine.connect() as conn:
-                if self._migrated:
-                    await conn.execute(text("SELECT 1"))
-                    revision = self._head
-                else:
-                    revision = await conn.run_sync(current_revision)
+            if self._migrated:
+                await self._db.read(lambda conn: conn.execute(text("SELECT 1")))
+                revision = self._head
+            else:
+                revision = await self._db.read(current_revision)
             self._migrated = revision == self._head
             database = "ok" if revision == self._head else f"not migrated (at {revision}, head {self._head})"
         except Exception as exc:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.store.database import Database
 from app.store.tables import api_keys
 
 
@@ -19,22 +19,21 @@ class StoredKey:
 
 
 class ApiKeyStore:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     async def add(self, digest: str, name: str, create_time_ms: int) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(insert(api_keys).values(digest=digest, name=name, create_time_ms=create_time_ms))
+        query = insert(api_keys).values(digest=digest, name=name, create_time_ms=create_time_ms)
+        await self._db.write(lambda conn: conn.execute(query))
 
     async def is_active(self, digest: str) -> bool:
         query = select(api_keys.c.digest).where(api_keys.c.digest == digest, api_keys.c.revoked_time_ms.is_(None))
-        async with self._engine.connect() as conn:
-            return (await conn.execute(query)).first() is not None
+        return await self._db.read(lambda conn: conn.execute(query).first() is not None)
 
     async def list_keys(self) -> list[StoredKey]:
-        async with self._engine.connect() as conn:
-            rows = await conn.execute(select(api_keys).order_by(api_keys.c.create_time_ms))
-            return [StoredKey(**row._mapping) for row in rows]
+        query = select(api_keys).order_by(api_keys.c.create_time_ms)
+        rows = await self._db.read(lambda conn: conn.execute(query).all())
+        return [StoredKey(**row._mapping) for row in rows]
 
     async def revoke(self, name_or_tenant: str, time_ms: int) -> int:
         """Revoke keys by name or by tenant id (the digest's first 32 characters); how many were."""
@@ -48,5 +47,4 @@ class ApiKeyStore:
         )
         if len(name_or_tenant) < 8:  # a short prefix would revoke keys by accident
             query = query.where(api_keys.c.name == name_or_tenant)
-        async with self._engine.begin() as conn:
-            return int((await conn.execute(query)).rowcount)
+        return await self._db.write(lambda conn: int(conn.execute(query).rowcount))

@@ -1,39 +1,35 @@
-"""Engine creation, URL dialect mapping, and running Alembic migrations."""
+"""The database the stores share (a sync engine behind worker threads), URL dialect mapping, and running
+Alembic migrations."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, create_engine, event
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.engine import Engine, make_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
-def _with_driver(url: str, asynchronous: bool) -> str:
+def sync_url(url: str) -> str:
+    """The URL with the driver this server uses: pysqlite for SQLite, psycopg 3 for PostgreSQL."""
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        driver = "aiosqlite" if asynchronous else "pysqlite"
+        driver = "pysqlite"
     elif backend == "postgresql":
-        driver = "psycopg"  # psycopg 3 speaks both sync and async under the same dialect
+        driver = "psycopg"
     else:
         raise ValueError(f"unsupported database backend {backend!r}: use sqlite or postgresql")
     return parsed.set(drivername=f"{backend}+{driver}").render_as_string(hide_password=False)
-
-
-def sync_url(url: str) -> str:
-    return _with_driver(url, asynchronous=False)
-
-
-def async_url(url: str) -> str:
-    return _with_driver(url, asynchronous=True)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -46,17 +42,54 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine_for(url: str) -> AsyncEngine:
-    """The server's async engine; SQLite gets WAL and a busy timeout."""
-    is_sqlite = make_url(url).get_backend_name() == "sqlite"
-    if is_sqlite:
-        db_path = make_url(url).database
-        if db_path and db_path != ":memory:":
-            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(async_url(url))
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_async_engine(async_url(url), pool_size=10, max_overflow=20, pool_pre_ping=True)
+T = TypeVar("T")
+POSTGRES_CONNECTIONS = 10
+
+
+class Database:
+    """Where the stores run their SQL: each store call is one plain (sync) SQLAlchemy transaction on a worker
+    thread, so the event loop pays one thread hop per call. An async driver pays one per DB-API call
+    (aiosqlite measured ~0.8 ms a query here against ~0.25 ms this way), and a command costs several.
+    SQLite gets one thread (writes serialize in SQLite anyway, and none waits on a lock); PostgreSQL one
+    per pooled connection."""
+
+    def __init__(self, url: str) -> None:
+        is_sqlite = make_url(url).get_backend_name() == "sqlite"
+        if is_sqlite:
+            db_path = make_url(url).database
+            if db_path and db_path != ":memory:":
+                Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+            self.engine: Engine = create_engine(sync_url(url))
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+            threads = 1
+        else:
+            self.engine = create_engine(
+                sync_url(url), pool_size=POSTGRES_CONNECTIONS, max_overflow=0, pool_pre_ping=True
+            )
+            threads = POSTGRES_CONNECTIONS
+        self._threads = ThreadPoolExecutor(threads, thread_name_prefix="database")
+
+    async def read(self, work: Callable[[Connection], T]) -> T:
+        """`work` on a connection, without a transaction of its own to commit."""
+
+        def run() -> T:
+            with self.engine.connect() as conn:
+                return work(conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._threads, run)
+
+    async def write(self, work: Callable[[Connection], T]) -> T:
+        """`work` in one transaction, committed when it returns and rolled back when it raises."""
+
+        def run() -> T:
+            with self.engine.begin() as conn:
+                return work(conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._threads, run)
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._threads, self.engine.dispose)
+        self._threads.shutdown(wait=False)
 
 
 def _alembic_config(url: str) -> Config:

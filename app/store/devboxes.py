@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Row, and_, func, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Connection, Row, and_, func, insert, or_, select, update
 
 from app.domain.devbox import Devbox, Transition
 from app.domain.statuses import TERMINAL, DevboxStatus
+from app.store.database import Database
 from app.store.tables import devbox_transitions, devboxes
 
 _FIELDS = [c.name for c in devboxes.columns]
@@ -27,22 +27,26 @@ def _to_values(devbox: Devbox) -> dict[str, Any]:
 
 
 class DevboxStore:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     async def insert(self, devbox: Devbox) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(insert(devboxes).values(**_to_values(devbox)))
-            await conn.execute(
-                insert(devbox_transitions),
-                [{"devbox_id": devbox.id, "status": t.status.value, "time_ms": t.time_ms} for t in devbox.transitions],
-            )
+        transitions = [
+            {"devbox_id": devbox.id, "status": t.status.value, "time_ms": t.time_ms} for t in devbox.transitions
+        ]
 
-    async def _transitions(self, conn: Any, ids: Sequence[str]) -> dict[str, list[Transition]]:
+        def work(conn: Connection) -> None:
+            conn.execute(insert(devboxes).values(**_to_values(devbox)))
+            conn.execute(insert(devbox_transitions), transitions)
+
+        await self._db.write(work)
+
+    @staticmethod
+    def _transitions(conn: Connection, ids: Sequence[str]) -> dict[str, list[Transition]]:
         result: dict[str, list[Transition]] = {i: [] for i in ids}
         if not ids:
             return result
-        rows = await conn.execute(
+        rows = conn.execute(
             select(devbox_transitions.c.devbox_id, devbox_transitions.c.status, devbox_transitions.c.time_ms)
             .where(devbox_transitions.c.devbox_id.in_(ids))
             .order_by(devbox_transitions.c.seq)
@@ -51,8 +55,9 @@ class DevboxStore:
             result[devbox_id].append(Transition(DevboxStatus(status), time_ms))
         return result
 
-    async def _load(self, conn: Any, rows: Sequence[Row[Any]]) -> list[Devbox]:
-        transitions = await self._transitions(conn, [r.id for r in rows])
+    @classmethod
+    def _load(cls, conn: Connection, rows: Sequence[Row[Any]]) -> list[Devbox]:
+        transitions = cls._transitions(conn, [r.id for r in rows])
         return [_to_devbox(r, transitions[r.id]) for r in rows]
 
     async def get(self, devbox_id: str, owner: str | None = None, with_transitions: bool = True) -> Devbox | None:
@@ -60,11 +65,14 @@ class DevboxStore:
         query = select(devboxes).where(devboxes.c.id == devbox_id)
         if owner is not None:
             query = query.where(devboxes.c.owner == owner)
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(query)).first()
+
+        def work(conn: Connection) -> Devbox | None:
+            row = conn.execute(query).first()
             if row is None:
                 return None
-            return (await self._load(conn, [row]))[0] if with_transitions else _to_devbox(row, [])
+            return self._load(conn, [row])[0] if with_transitions else _to_devbox(row, [])
+
+        return await self._db.read(work)
 
     async def list_page(
         self, owner: str, status: DevboxStatus | None, limit: int, starting_after: str | None
@@ -89,16 +97,18 @@ class DevboxStore:
                 )
             )
         query = query.order_by(devboxes.c.create_time_ms.desc(), devboxes.c.id.desc()).limit(limit + 1)
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-            return await self._load(conn, rows[:limit]), len(rows) > limit
+
+        def work(conn: Connection) -> tuple[list[Devbox], bool]:
+            rows = conn.execute(query).all()
+            return self._load(conn, rows[:limit]), len(rows) > limit
+
+        return await self._db.read(work)
 
     async def count(self, owner: str, status: DevboxStatus | None) -> int:
         query = select(func.count()).select_from(devboxes).where(devboxes.c.owner == owner)
         if status is not None:
             query = query.where(devboxes.c.status == status.value)
-        async with self._engine.connect() as conn:
-            return int((await conn.execute(query)).scalar_one())
+        return await self._db.read(lambda conn: int(conn.execute(query).scalar_one()))
 
     async def list_all(self, status: DevboxStatus | None, limit: int) -> list[Devbox]:
         """Every tenant's, newest first: for operators."""
@@ -106,49 +116,49 @@ class DevboxStore:
         if status is not None:
             query = query.where(devboxes.c.status == status.value)
         query = query.order_by(devboxes.c.create_time_ms.desc(), devboxes.c.id.desc()).limit(limit)
-        async with self._engine.connect() as conn:
-            return await self._load(conn, (await conn.execute(query)).all())
+        return await self._db.read(lambda conn: self._load(conn, conn.execute(query).all()))
 
     async def count_by_status(self) -> dict[str, int]:
         """All tenants: for operators' metrics."""
         query = select(devboxes.c.status, func.count()).group_by(devboxes.c.status)
-        async with self._engine.connect() as conn:
-            return {str(status): int(count) for status, count in (await conn.execute(query)).all()}
+        rows = await self._db.read(lambda conn: conn.execute(query).all())
+        return {str(status): int(count) for status, count in rows}
 
     async def list_not_terminal(self) -> list[Devbox]:
         query = select(devboxes).where(devboxes.c.status.not_in([s.value for s in TERMINAL]))
-        async with self._engine.connect() as conn:
-            return await self._load(conn, (await conn.execute(query)).all())
+        return await self._db.read(lambda conn: self._load(conn, conn.execute(query).all()))
 
     async def transition(
         self, devbox_id: str, to: DevboxStatus, from_any: Iterable[DevboxStatus], time_ms: int, **fields: Any
     ) -> Devbox | None:
         """Move to `to` only if the current status is in `from_any`; None when another change won."""
         sources = [s.value for s in from_any]
-        async with self._engine.begin() as conn:
-            result = await conn.execute(
-                update(devboxes)
-                .where(and_(devboxes.c.id == devbox_id, devboxes.c.status.in_(sources)))
-                .values(status=to.value, **fields)
-            )
-            if result.rowcount != 1:
+        change = (
+            update(devboxes)
+            .where(and_(devboxes.c.id == devbox_id, devboxes.c.status.in_(sources)))
+            .values(status=to.value, **fields)
+        )
+
+        def work(conn: Connection) -> Devbox | None:
+            if conn.execute(change).rowcount != 1:
                 return None
-            await conn.execute(insert(devbox_transitions).values(devbox_id=devbox_id, status=to.value, time_ms=time_ms))
-            row = (await conn.execute(select(devboxes).where(devboxes.c.id == devbox_id))).one()
-            return (await self._load(conn, [row]))[0]
+            conn.execute(insert(devbox_transitions).values(devbox_id=devbox_id, status=to.value, time_ms=time_ms))
+            row = conn.execute(select(devboxes).where(devboxes.c.id == devbox_id)).one()
+            return self._load(conn, [row])[0]
+
+        return await self._db.write(work)
 
     async def by_tunnel_key(self, tunnel_key: str) -> Devbox | None:
         query = select(devboxes).where(devboxes.c.tunnel_key == tunnel_key)
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(query)).first()
+        row = await self._db.read(lambda conn: conn.execute(query).first())
         return _to_devbox(row, []) if row else None
 
     async def update_fields(self, devbox_id: str, **fields: Any) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(update(devboxes).where(devboxes.c.id == devbox_id).values(**fields))
+        query = update(devboxes).where(devboxes.c.id == devbox_id).values(**fields)
+        await self._db.write(lambda conn: conn.execute(query))
 
     async def metadata_of(self, owner: str) -> list[dict[str, str]]:
         """Every metadata map of the owner's devboxes (key/value listing is done by the service)."""
-        async with self._engine.connect() as conn:
-            rows = await conn.execute(select(devboxes.c.metadata).where(devboxes.c.owner == owner))
-            return [r[0] or {} for r in rows]
+        query = select(devboxes.c.metadata).where(devboxes.c.owner == owner)
+        rows = await self._db.read(lambda conn: conn.execute(query).all())
+        return [r[0] or {} for r in rows]

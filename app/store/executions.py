@@ -5,26 +5,26 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import ColumnElement, insert, select, update
+from sqlalchemy import ColumnElement, Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.domain.devbox import Execution, LogEntry
 from app.domain.statuses import ExecutionStatus
+from app.store.database import Database
 from app.store.tables import devbox_logs, executions
 
 _FIELDS = [c.name for c in executions.columns]
 
 
 class ExecutionStore:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     async def insert(self, execution: Execution) -> bool:
         """False when an execution with the same command_id already exists on the devbox."""
+        query = insert(executions).values(**{f: getattr(execution, f) for f in _FIELDS})
         try:
-            async with self._engine.begin() as conn:
-                await conn.execute(insert(executions).values(**{f: getattr(execution, f) for f in _FIELDS}))
+            await self._db.write(lambda conn: conn.execute(query))
         except IntegrityError:
             if execution.command_id is None:
                 raise
@@ -39,8 +39,7 @@ class ExecutionStore:
 
     async def _one(self, condition: ColumnElement[bool], devbox_id: str, owner: str) -> Execution | None:
         query = select(executions).where(condition, executions.c.devbox_id == devbox_id, executions.c.owner == owner)
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(query)).first()
+        row = await self._db.read(lambda conn: conn.execute(query).first())
         if row is None:
             return None
         values = dict(row._mapping)
@@ -48,8 +47,8 @@ class ExecutionStore:
         return Execution(**values)
 
     async def update(self, execution_id: str, **fields: Any) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(update(executions).where(executions.c.id == execution_id).values(**fields))
+        query = update(executions).where(executions.c.id == execution_id).values(**fields)
+        await self._db.write(lambda conn: conn.execute(query))
 
     async def complete(
         self, execution_id: str, exit_status: int, note: str | None, end_time_ms: int, log: LogEntry
@@ -66,24 +65,21 @@ class ExecutionStore:
                 end_time_ms=end_time_ms,
             )
         )
-        async with self._engine.begin() as conn:
-            if not (await conn.execute(query)).rowcount:
+
+        def work(conn: Connection) -> bool:
+            if not conn.execute(query).rowcount:
                 return False
-            await conn.execute(insert(devbox_logs), [asdict(log)])
+            conn.execute(insert(devbox_logs), [asdict(log)])
             return True
+
+        return await self._db.write(work)
 
     async def complete_unfinished(self, devbox_id: str | None, exit_status: int, stderr: str, now_ms: int) -> int:
         """End executions that can no longer finish (devbox gone, server restarted); returns how many."""
         query = update(executions).where(executions.c.status != ExecutionStatus.COMPLETED.value)
         if devbox_id is not None:
             query = query.where(executions.c.devbox_id == devbox_id)
-        async with self._engine.begin() as conn:
-            result = await conn.execute(
-                query.values(
-                    status=ExecutionStatus.COMPLETED.value,
-                    exit_status=exit_status,
-                    stderr=stderr,
-                    end_time_ms=now_ms,
-                )
-            )
-            return int(result.rowcount or 0)
+        query = query.values(
+            status=ExecutionStatus.COMPLETED.value, exit_status=exit_status, stderr=stderr, end_time_ms=now_ms
+        )
+        return await self._db.write(lambda conn: int(conn.execute(query).rowcount or 0))

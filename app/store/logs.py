@@ -6,22 +6,22 @@ from collections.abc import Callable
 from dataclasses import asdict
 
 from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.domain.devbox import LogEntry
+from app.store.database import Database
 from app.store.tables import devbox_logs
 
 
 class LogStore:
-    def __init__(self, engine: AsyncEngine, on_append: Callable[[str], None] | None = None) -> None:
-        self._engine = engine
+    def __init__(self, db: Database, on_append: Callable[[str], None] | None = None) -> None:
+        self._db = db
         self._on_append = on_append  # told the devbox id after each append (live tails wait on it)
 
     async def append(self, *entries: LogEntry) -> None:
         if not entries:
             return
-        async with self._engine.begin() as conn:
-            await conn.execute(insert(devbox_logs), [asdict(e) for e in entries])
+        rows = [asdict(e) for e in entries]
+        await self._db.write(lambda conn: conn.execute(insert(devbox_logs), rows))
         for devbox_id in {e.devbox_id for e in entries}:
             self.announce(devbox_id)
 
@@ -44,6 +44,5 @@ class LogStore:
             query = query.where(devbox_logs.c.cmd_id == execution_id)
         if shell_name:
             query = query.where(devbox_logs.c.shell_name == shell_name)
-        async with self._engine.connect() as conn:
-            rows = await conn.execute(query.order_by(devbox_logs.c.seq))
-            return [(r.seq, LogEntry(**{k: v for k, v in r._mapping.items() if k != "seq"})) for r in rows]
+        rows = await self._db.read(lambda conn: conn.execute(query.order_by(devbox_logs.c.seq)).all())
+        return [(r.seq, LogEntry(**{k: v for k, v in r._mapping.items() if k != "seq"})) for r in rows]

@@ -12,9 +12,8 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.store.database import create_engine_for, migrate, sync_url
+from app.store.database import Database, migrate, sync_url
 
 T = TypeVar("T")
 POSTGRES_URL = os.environ.get("DEVBOX_TEST_POSTGRES_URL")
@@ -46,8 +45,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[AsyncEngine]:
+def db(database_url: str) -> Iterator[Database]:
     migrate(database_url)
-    engine = create_engine_for(database_url)
-    yield engine
-    run(engine.dispose())
+    db = Database(database_url)
+    yield db
+    run(db.close())

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from app.domain.ids import new_id
 from app.domain.snapshot import DiskSnapshot
 from app.domain.statuses import SnapshotStatus
+from app.store.database import Database
 from app.store.snapshots import SnapshotStore
 from tests.store.conftest import run
 
@@ -35,8 +34,8 @@ def make_snapshot(
     return snapshot
 
 
-def test_round_trip_keeps_every_field(engine: AsyncEngine) -> None:
-    store = SnapshotStore(engine)
+def test_round_trip_keeps_every_field(db: Database) -> None:
+    store = SnapshotStore(db)
     full = make_snapshot(
         name="ünïcode ✓",
         metadata={"team": "core", "emoji": "🚀", "empty": ""},
@@ -56,8 +55,8 @@ def test_round_trip_keeps_every_field(engine: AsyncEngine) -> None:
     assert run(store.get("snp_unknown")) is None
 
 
-def test_visible_is_per_owner_or_public_newest_first_without_deleted(engine: AsyncEngine) -> None:
-    store = SnapshotStore(engine)
+def test_visible_is_per_owner_or_public_newest_first_without_deleted(db: Database) -> None:
+    store = SnapshotStore(db)
     mine = [make_snapshot(status=s) for s in (St.COMPLETE, St.IN_PROGRESS, St.ERROR, St.COMPLETE)]
     gone = make_snapshot(status=St.DELETED)
     theirs = make_snapshot(owner="tenant-b")
@@ -77,8 +76,8 @@ def test_visible_is_per_owner_or_public_newest_first_without_deleted(engine: Asy
     assert run(store.visible("tenant-c", public=False)) == []
 
 
-def test_update_fields_with_and_without_only_if(engine: AsyncEngine) -> None:
-    store = SnapshotStore(engine)
+def test_update_fields_with_and_without_only_if(db: Database) -> None:
+    store = SnapshotStore(db)
     snapshot = make_snapshot(status=St.IN_PROGRESS)
     run(store.insert(snapshot))
 
@@ -101,8 +100,8 @@ def test_update_fields_with_and_without_only_if(engine: AsyncEngine) -> None:
     assert not run(store.update_fields("snp_unknown", only_if=St.IN_PROGRESS, name="x"))
 
 
-def test_only_if_is_compare_and_set_under_a_race(engine: AsyncEngine) -> None:
-    store = SnapshotStore(engine)
+def test_only_if_is_compare_and_set_under_a_race(db: Database) -> None:
+    store = SnapshotStore(db)
     snapshot = make_snapshot(status=St.IN_PROGRESS)
     run(store.insert(snapshot))
 
@@ -124,8 +123,8 @@ def test_only_if_is_compare_and_set_under_a_race(engine: AsyncEngine) -> None:
         assert (final.status, final.size_bytes, final.error_message) == (St.ERROR, None, "no")
 
 
-def test_in_progress_for_and_fail_in_progress_of_one_devbox(engine: AsyncEngine) -> None:
-    store = SnapshotStore(engine)
+def test_in_progress_for_and_fail_in_progress_of_one_devbox(db: Database) -> None:
+    store = SnapshotStore(db)
     busy = [make_snapshot(devbox_id="dbx_a", status=St.IN_PROGRESS) for _ in range(2)]
     done = make_snapshot(devbox_id="dbx_a", status=St.COMPLETE)
     other = make_snapshot(devbox_id="dbx_b", status=St.IN_PROGRESS, owner="tenant-b")
@@ -147,8 +146,8 @@ def test_in_progress_for_and_fail_in_progress_of_one_devbox(engine: AsyncEngine)
     assert run(store.fail_in_progress("dbx_a", "again")) == 0
 
 
-def test_fail_in_progress_of_every_devbox(engine: AsyncEngine) -> None:
-    store = SnapshotStore(engine)
+def test_fail_in_progress_of_every_devbox(db: Database) -> None:
+    store = SnapshotStore(db)
     busy = [make_snapshot(devbox_id=f"dbx_{i}", owner=f"tenant-{i}", status=St.IN_PROGRESS) for i in range(3)]
     ended = [make_snapshot(status=s) for s in (St.COMPLETE, St.ERROR, St.DELETED)]
     for snapshot in [*busy, *ended]:
@@ -162,8 +161,8 @@ def test_fail_in_progress_of_every_devbox(engine: AsyncEngine) -> None:
     assert run(store.fail_in_progress(None, "again")) == 0
 
 
-def test_deleted_with_images(engine: AsyncEngine) -> None:
-    store = SnapshotStore(engine)
+def test_deleted_with_images(db: Database) -> None:
+    store = SnapshotStore(db)
     deleted = make_snapshot(status=St.DELETED)
     deleted_swept = make_snapshot(status=St.DELETED, image=None)
     complete = make_snapshot()
@@ -178,8 +177,8 @@ def test_deleted_with_images(engine: AsyncEngine) -> None:
     assert [s.id for s in run(store.deleted_with_images())] == [complete.id]
 
 
-def test_set_public_and_back(engine: AsyncEngine) -> None:
-    store = SnapshotStore(engine)
+def test_set_public_and_back(db: Database) -> None:
+    store = SnapshotStore(db)
     snapshot = make_snapshot()
     run(store.insert(snapshot))
     assert run(store.visible("tenant-b", public=True)) == []

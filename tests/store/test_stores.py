@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from app.domain.devbox import Devbox, Execution, LogEntry, Transition
 from app.domain.ids import new_id
 from app.domain.statuses import DevboxStatus, ExecutionStatus
-from app.store.database import is_migrated_sync
+from app.store.database import Database, is_migrated_sync
 from app.store.devboxes import DevboxStore
 from app.store.executions import ExecutionStore
 from app.store.logs import LogStore
@@ -37,12 +35,12 @@ def make_devbox(owner: str = "tenant-a", status: DevboxStatus = S.PROVISIONING, 
     return devbox
 
 
-def test_migrations_reach_head(database_url: str, engine: AsyncEngine) -> None:
+def test_migrations_reach_head(database_url: str, db: Database) -> None:
     assert is_migrated_sync(database_url)
 
 
-def test_devbox_round_trip(engine: AsyncEngine) -> None:
-    store = DevboxStore(engine)
+def test_devbox_round_trip(db: Database) -> None:
+    store = DevboxStore(db)
     devbox = make_devbox(name="n1")
     run(store.insert(devbox))
     loaded = run(store.get(devbox.id))
@@ -50,8 +48,8 @@ def test_devbox_round_trip(engine: AsyncEngine) -> None:
     assert run(store.get(devbox.id, owner="someone-else")) is None
 
 
-def test_transition_is_compare_and_set(engine: AsyncEngine) -> None:
-    store = DevboxStore(engine)
+def test_transition_is_compare_and_set(db: Database) -> None:
+    store = DevboxStore(db)
     devbox = make_devbox()
     run(store.insert(devbox))
 
@@ -72,8 +70,8 @@ def test_transition_is_compare_and_set(engine: AsyncEngine) -> None:
     assert run(store.transition(devbox.id, S.RUNNING, [S.PROVISIONING], 3000)) is None
 
 
-def test_list_newest_first_with_pages_filters_and_owners(engine: AsyncEngine) -> None:
-    store = DevboxStore(engine)
+def test_list_newest_first_with_pages_filters_and_owners(db: Database) -> None:
+    store = DevboxStore(db)
     mine = [make_devbox(status=S.RUNNING if i % 2 else S.SHUTDOWN) for i in range(5)]
     for devbox in mine:
         run(store.insert(devbox))
@@ -95,8 +93,8 @@ def test_list_newest_first_with_pages_filters_and_owners(engine: AsyncEngine) ->
     assert {d.id for d in run(store.list_not_terminal())} >= {d.id for d in running}
 
 
-def test_metadata_and_field_updates(engine: AsyncEngine) -> None:
-    store = DevboxStore(engine)
+def test_metadata_and_field_updates(db: Database) -> None:
+    store = DevboxStore(db)
     devbox = make_devbox()
     run(store.insert(devbox))
     run(store.update_fields(devbox.id, name="renamed", metadata={"k": "v"}, container_id="abc"))
@@ -105,10 +103,10 @@ def test_metadata_and_field_updates(engine: AsyncEngine) -> None:
     assert run(store.metadata_of("tenant-a")) == [{"k": "v"}]
 
 
-def test_executions_idempotency_and_completion(engine: AsyncEngine) -> None:
+def test_executions_idempotency_and_completion(db: Database) -> None:
     devbox = make_devbox(status=S.RUNNING)
-    run(DevboxStore(engine).insert(devbox))
-    store = ExecutionStore(engine)
+    run(DevboxStore(db).insert(devbox))
+    store = ExecutionStore(db)
 
     def execution(command_id: str | None) -> Execution:
         return Execution(
@@ -134,10 +132,10 @@ def test_executions_idempotency_and_completion(engine: AsyncEngine) -> None:
     assert done is not None and (done.status, done.exit_status, done.stderr) == (ExecutionStatus.COMPLETED, 137, "gone")
 
 
-def test_logs_filter_by_execution_and_shell(engine: AsyncEngine) -> None:
+def test_logs_filter_by_execution_and_shell(db: Database) -> None:
     devbox = make_devbox()
-    run(DevboxStore(engine).insert(devbox))
-    logs = LogStore(engine)
+    run(DevboxStore(db).insert(devbox))
+    logs = LogStore(db)
     run(
         logs.append(
             LogEntry(devbox.id, 1, "setup_commands", "info", "one", cmd="echo one", exit_code=0),
