@@ -11,12 +11,16 @@ and, on the very same container (``devbox-<devbox id>``), the raw docker-py base
 ["true"])`` and ``container.exec_run(["bash", "-lc", "true"], user="user")`` (what a command costs when each
 one is its own ``docker exec`` of a login shell as the devbox user, which is what the API runs).
 
-The six kinds are interleaved, one call of each per round in an order that rotates every round, after
-untimed warm-up rounds, so drifting machine load does not favour one side. Then throughput: bursts of
-``--concurrency`` commands at once (``sleep 0.1``, then ``true``), each an ``execute_async`` followed by
-the execution's ``wait_for_status`` in its own thread, against the same number of threads each doing
-``exec_run(["bash", "-lc", ...], user="user")``. The server's RSS is read before and after, and sampled
-throughout for its peak. Server start-up and clean-up come from bench.lifecycle (via bench.files' helpers).
+After untimed warm-up rounds, the kinds take turns in runs of CALLS_PER_RUN calls of one kind, in an order
+that rotates every round, so drifting machine load does not favour one side. Runs rather than single
+calls: a command's round trip is timed after another command, as an agent's next command meets it, not
+after a raw `docker exec` whose shim and runc teardown still runs on the 2 cores when it returns.
+
+Then throughput: bursts of ``--concurrency`` commands at once (``sleep 0.1``, then ``true``), each an
+``execute_async`` followed by the execution's ``wait_for_status`` in its own thread, against the same
+number of threads each doing ``exec_run(["bash", "-lc", ...], user="user")``. The server's RSS is read
+before and after, and sampled throughout for its peak. Server start-up and clean-up come from
+bench.lifecycle (via bench.files' helpers).
 
     .venv/bin/python -m bench.executions [--calls 200] [--warmup 10] [--concurrency 50] [--bursts 5]
 """
@@ -52,6 +56,7 @@ COMMAND = "true"
 SHELL_NAME = "bench"
 OPTIMISTIC_TIMEOUT = 25
 WAIT_HOLD_SECONDS = 25
+CALLS_PER_RUN = 10
 BURST_COMMANDS = ("sleep 0.1", "true")
 HTTP_TIMEOUT = httpx.Timeout(120, connect=10)
 
@@ -125,21 +130,23 @@ def raw_calls(container: Container) -> dict[str, Callable[[], None]]:
     }
 
 
-def run_latency(calls: dict[str, Callable[[], None]], n: int, warmup: int) -> Samples:
-    """warmup + n rounds of one call of every kind, in an order rotating every round; timed ones in ms."""
+def run_latency(calls: dict[str, Callable[[], None]], n: int, warmup: int, run: int = CALLS_PER_RUN) -> Samples:
+    """`warmup` untimed rounds of one call of every kind, then n timed calls of every kind in runs of `run`
+    calls of one kind, the kinds' order rotating every round; times in ms."""
     kinds = list(calls)
     samples: Samples = {kind: [] for kind in kinds}
-    progress_every = max(1, (warmup + n) // 10)
-    for i in range(warmup + n):
+    for i in range(warmup):
+        for kind in kinds[i % len(kinds) :] + kinds[: i % len(kinds)]:
+            calls[kind]()
+    rounds = -(-n // run)
+    for i in range(rounds):
         shift = i % len(kinds)
         for kind in kinds[shift:] + kinds[:shift]:
-            t0 = time.perf_counter()
-            calls[kind]()
-            elapsed = time.perf_counter() - t0
-            if i >= warmup:
-                samples[kind].append(elapsed * 1000)
-        if (i + 1) % progress_every == 0:
-            print(f"  latency round {i + 1}/{warmup + n}", file=sys.stderr, flush=True)
+            for _ in range(min(run, n - i * run)):
+                t0 = time.perf_counter()
+                calls[kind]()
+                samples[kind].append((time.perf_counter() - t0) * 1000)
+        print(f"  latency round {i + 1}/{rounds}", file=sys.stderr, flush=True)
     return samples
 
 

@@ -445,8 +445,10 @@ class Suite:
         ]
         self.facts["exec_p50_ms"] = section.rows[0].ours
         section.details += [
-            f"{p.exec_calls} calls per kind after {p.exec_warmup} warm-up rounds, one call of each kind per round in a "
-            'rotating order, on one devbox. Raw: docker-py `exec_run(["true"])` / `exec_run(["echo", ...], '
+            f"{p.exec_calls} calls per kind after {p.exec_warmup} warm-up rounds, in runs of "
+            f"{executions.CALLS_PER_RUN} calls of one kind, the kinds' order rotating every round, on one devbox "
+            "(see bench/executions.py for why runs). "
+            'Raw: docker-py `exec_run(["true"])` / `exec_run(["echo", ...], '
             'user="user")` on the devbox\'s own container (a plain `docker exec`, no shell).',
             "",
             "| kind | p50 ms | p90 ms | p99 ms | x raw `true` p50 | x raw `bash -lc true` p50 |",

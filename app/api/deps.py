@@ -31,7 +31,8 @@ class Services:
     ssh: SshGateway
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    """Async on purpose: FastAPI runs a plain-def dependency on a worker thread, a hop per request."""
     return request.app.state.services  # type: ignore[no-any-return]
 
 

@@ -411,8 +411,7 @@ class DevboxService:
                 env_dir = await asyncio.to_thread(self._private_dirs.prepare, devbox.id, env)
                 container_id = await self._driver.run_container(self._container_spec(devbox, env_dir))
             self._container_started(devbox.id)
-            await self._store.update_fields(devbox.id, container_id=container_id)
-            if not await self._move(devbox.id, S.INITIALIZING):
+            if not await self._move(devbox.id, S.INITIALIZING, container_id=container_id):
                 await self._driver.remove(name)  # shut down while we were creating it
                 return
             script = self._bootstrap_script(devbox)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, insert, select, update
+from sqlalchemy import ColumnElement, Connection, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.domain.devbox import Execution, LogEntry
@@ -14,6 +14,12 @@ from app.store.database import Database
 from app.store.tables import devbox_logs, executions
 
 _FIELDS = [c.name for c in executions.columns]
+# Built once: the hot path (two writes per command) passes only parameters, no statement construction.
+_INSERT = insert(executions)
+_COMPLETE = update(executions).where(
+    executions.c.id == bindparam("execution_id"), executions.c.status != ExecutionStatus.COMPLETED.value
+)
+_INSERT_LOG = insert(devbox_logs)
 
 
 class ExecutionStore:
@@ -22,9 +28,9 @@ class ExecutionStore:
 
     async def insert(self, execution: Execution) -> bool:
         """False when an execution with the same command_id already exists on the devbox."""
-        query = insert(executions).values(**{f: getattr(execution, f) for f in _FIELDS})
+        row = {f: getattr(execution, f) for f in _FIELDS}
         try:
-            await self._db.write(lambda conn: conn.execute(query))
+            await self._db.write(lambda conn: conn.execute(_INSERT, row))
         except IntegrityError:
             if execution.command_id is None:
                 raise
@@ -55,21 +61,18 @@ class ExecutionStore:
     ) -> bool:
         """Record the end of an execution, and its log entry in the same transaction (one write per
         command), unless something else (a devbox stop) ended it first."""
-        query = (
-            update(executions)
-            .where(executions.c.id == execution_id, executions.c.status != ExecutionStatus.COMPLETED.value)
-            .values(
-                status=ExecutionStatus.COMPLETED.value,
-                exit_status=exit_status,
-                stderr=note,
-                end_time_ms=end_time_ms,
-            )
-        )
+        end = {
+            "execution_id": execution_id,
+            "status": ExecutionStatus.COMPLETED.value,
+            "exit_status": exit_status,
+            "stderr": note,
+            "end_time_ms": end_time_ms,
+        }
 
         def work(conn: Connection) -> bool:
-            if not conn.execute(query).rowcount:
+            if not conn.execute(_COMPLETE, end).rowcount:
                 return False
-            conn.execute(insert(devbox_logs), [asdict(log)])
+            conn.execute(_INSERT_LOG, asdict(log))
             return True
 
         return await self._db.write(work)
