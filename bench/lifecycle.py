@@ -22,9 +22,11 @@ dir, containers labelled with its instance id) is removed at the end, also on er
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import statistics
@@ -49,6 +51,8 @@ from app.domain.resources import DEFAULT_SIZE, SIZES, fit_to_host
 from app.drivers.base import LABEL_INSTANCE
 from app.drivers.docker_driver import DEVBOX_CAPABILITIES
 from app.drivers.docker_image import ensure_default_image
+from app.services.agent_channel import AGENT_SOURCE
+from app.services.devboxes import AGENT_CONTAINER_COMMAND
 
 REPO = Path(__file__).resolve().parents[1]
 API_KEY = "bench-key"
@@ -270,25 +274,31 @@ def raw_spec(client: docker.DockerClient, instance: str) -> RawSpec:
 
 
 def _private_dir() -> str:
-    """One empty directory, bind-mounted into every confined raw container (its contents never matter)."""
-    global _PRIVATE
-    if _PRIVATE is None:
-        _PRIVATE = tempfile.mkdtemp(prefix="bench-private-")
-    return _PRIVATE
+    """A private directory for one confined raw container, with the command agent the server's containers
+    run (each agent binds its own socket there). All of them sit in one temp folder, removed at exit."""
+    global _PRIVATE_ROOT
+    if _PRIVATE_ROOT is None:
+        _PRIVATE_ROOT = tempfile.mkdtemp(prefix="bench-private-")
+        atexit.register(shutil.rmtree, _PRIVATE_ROOT, True)
+    folder = tempfile.mkdtemp(dir=_PRIVATE_ROOT)
+    shutil.copyfile(AGENT_SOURCE, os.path.join(folder, "agent.py"))
+    return folder
 
 
-_PRIVATE: str | None = None
+_PRIVATE_ROOT: str | None = None
 
 
 def create_raw_container(client: docker.DockerClient, spec: RawSpec, confined: bool = False) -> str:
     """docker-py create (not start) of a `sleep infinity` container with the default devbox's image and
-    limits. `confined` adds what the server's driver adds for isolation: the devboxd network (no traffic
-    between containers), the reduced capability set and a bind-mounted private directory; without it, the
-    plain `docker run` a user would compare against."""
+    limits: the plain `docker run` a user would compare against. `confined` makes the container the
+    server's driver makes: the devboxd network (no traffic between containers), the reduced capability
+    set, a bind-mounted private directory and the command agent listening in it as its command."""
     api = client.api
     extra: dict[str, Any] = {}
+    command = ["sleep", "infinity"]
     if confined:
         private = _private_dir()
+        command = ["/bin/sh", "-c", AGENT_CONTAINER_COMMAND]
         extra = {
             "network_mode": DEVBOX_NETWORK,
             "cap_drop": ["ALL"],
@@ -305,7 +315,7 @@ def create_raw_container(client: docker.DockerClient, spec: RawSpec, confined: b
     )
     container_id: str = api.create_container(
         spec.image,
-        ["sleep", "infinity"],
+        command,
         labels={BENCH_LABEL: spec.instance},
         working_dir=HOME,
         user="root",

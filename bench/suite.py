@@ -475,7 +475,8 @@ class Suite:
             f"Each burst releases N creates at once from N threads; wall time from the release to the last one "
             f"running (API: `create_and_await_running`; raw: docker-py create + start with the same image and "
             f"limits; raw with the devbox's config: also the devboxd network without inter-container traffic, "
-            f"the reduced capabilities and a bind-mounted private directory, as the server's driver makes it). "
+            f"the reduced capabilities, a bind-mounted private directory and the command agent listening in it "
+            f"as the container's command, as the server's driver makes it). "
             f"Median over {p.concurrency_repeats} burst(s) per side, sides alternating; server with "
             f'`{POOL_SETTING}=""`; devboxes and containers removed (untimed) between bursts.',
             "",

@@ -62,7 +62,7 @@ ENTRYPOINT_GATE = f"{ENV_DIR}/{GATE_FILE}"
 # The container's command: the command agent listening in the private mount (app/agent), or where the
 # image has no python3, a container that just stays up (commands then report that the agent is missing).
 _LISTENING_AGENT = f"command -v python3 >/dev/null 2>&1 && exec python3 -I -S {AGENT_FILE} --listen {AGENT_SOCKET}"
-_AGENT_COMMAND = f"{_LISTENING_AGENT}; exec sleep infinity"
+AGENT_CONTAINER_COMMAND = f"{_LISTENING_AGENT}; exec sleep infinity"
 # With an entrypoint, the agent runs beside it; the entrypoint's exit ends the container.
 _ENTRYPOINT_WRAPPER = (
     f"{{ {_LISTENING_AGENT} & }}; "
@@ -355,7 +355,7 @@ class DevboxService:
                 devbox.home,
             ]
         else:
-            command = ["/bin/sh", "-c", _AGENT_COMMAND]
+            command = ["/bin/sh", "-c", AGENT_CONTAINER_COMMAND]
         return ContainerSpec(
             name=container_name(devbox.id),
             image=devbox.image,
