@@ -3,34 +3,49 @@
 For each file size it writes one random file on the host, then, against a devboxd server it starts itself:
 
 * **API upload** — ``POST /v1/devboxes/{id}/upload_file``, a multipart body (``path`` field, then the
-  ``file`` part) streamed from disk by a generator, so neither the client nor (by design) the server ever
-  holds the whole file;
+  ``file`` part) streamed from disk, so neither the client nor (by design) the server ever holds the whole
+  file;
 * **API download** — ``POST /v1/devboxes/{id}/download_file {"path": ...}``, the octet-stream answer
   streamed to a file on disk;
 
-and, in the same run, the baseline users compare against: ``docker cp`` host -> container and container ->
-host (the docker CLI) on a plain container of the same image and settings. Both downloaded copies are
-checked against the source's sha256 (after the clock stops), which also proves the uploads were intact.
+each with two clients: **curl** (the headline: a native CLI, as ``docker cp`` is) and **httpx** (a Python
+client, which on a small machine spends a good part of a core on HTTP at these rates, beside the server
+and dockerd); and, in the same run, the baseline users compare against: ``docker cp`` host -> container
+and container -> host (the docker CLI) on a plain container of the same image and settings. Every
+downloaded copy is checked against the source's sha256 (after the clock stops), which also proves the
+uploads were intact.
+
+The curl commands, as a user would type them::
+
+    curl -sS --fail-with-body -H 'Authorization: Bearer KEY' --form-string path=NAME -F file=@FILE \\
+        http://HOST/v1/devboxes/ID/upload_file
+    curl -sS --fail -o FILE -H 'Authorization: Bearer KEY' -H 'Content-Type: application/json' \\
+        -d '{"path": "NAME"}' http://HOST/v1/devboxes/ID/download_file
+
+(curl is in most base images; on Debian/Ubuntu ``apt-get install -y curl``.)
 
 While each API transfer runs, a thread samples the server's VmRSS every ~50 ms; the reported growth is
 the peak minus the RSS just before the transfer: a streaming server should stay flat (target < 100 MB)
 whatever the file size. Throughput is MiB/s, median over ``--repeats``; the ratio API / docker cp is what
 devboxd costs on top of Docker (target >= 0.8).
 
-The API pair and the docker cp pair alternate which goes first each repeat, so drifting machine load does
-not favour one side. Everything the run creates (server, devboxes, raw containers, temp files) is removed
-at the end, also on errors and Ctrl-C. Server start-up and container clean-up come from bench.lifecycle.
+The pairs (upload + download) of each client and of docker cp take turns going first, so drifting machine
+load does not favour one side. Everything the run creates (server, devboxes, raw containers, temp files) is
+removed at the end, also on errors and Ctrl-C. Server start-up and container clean-up come from
+bench.lifecycle.
 
-    .venv/bin/python -m bench.files [--sizes 256,1024] [--repeats 3] [--json results.json]
+    .venv/bin/python -m bench.files [--sizes 256,1024] [--repeats 3] [--clients curl,httpx] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
 import platform
+import shutil
 import signal
 import statistics
 import subprocess
@@ -71,10 +86,10 @@ HTTP_TIMEOUT = httpx.Timeout(600, connect=10)
 RSS_TARGET_MB = 100
 RATIO_TARGET = 0.8
 
-# (row label, API metric, docker cp metric)
+# (row label, API operation, docker cp metric); a client's metric is "<client>_<operation>", e.g. curl_upload.
 DIRECTIONS: list[tuple[str, str, str]] = [
-    ("upload (host -> box)", "api_upload", "cp_in"),
-    ("download (box -> host)", "api_download", "cp_out"),
+    ("upload (host -> box)", "upload", "cp_in"),
+    ("download (box -> host)", "download", "cp_out"),
 ]
 
 
@@ -185,29 +200,81 @@ def multipart_body(remote_path: str, source: Path, boundary: str) -> tuple[int, 
     return len(preamble) + source.stat().st_size + len(closing), chunks()
 
 
-def api_upload(http: httpx.Client, devbox_id: str, source: Path) -> float:
-    """Seconds from sending the upload to its answer (the server answers once the file is in place)."""
-    boundary = uuid.uuid4().hex
-    length, body = multipart_body(REMOTE_NAME, source, boundary)
-    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}", "Content-Length": str(length)}
-    t0 = time.perf_counter()
-    ok_json(http.post(f"/v1/devboxes/{devbox_id}/upload_file", content=body, headers=headers))
-    return time.perf_counter() - t0
+class HttpxClient:
+    """The API through httpx, in this process: the Python client's view."""
+
+    name = "httpx"
+
+    def __init__(self, http: httpx.Client) -> None:
+        self.http = http
+
+    def upload(self, devbox_id: str, source: Path) -> float:
+        """Seconds from sending the upload to its answer (the server answers once the file is in place)."""
+        boundary = uuid.uuid4().hex
+        length, body = multipart_body(REMOTE_NAME, source, boundary)
+        headers = {"Content-Type": f"multipart/form-data; boundary={boundary}", "Content-Length": str(length)}
+        t0 = time.perf_counter()
+        ok_json(self.http.post(f"/v1/devboxes/{devbox_id}/upload_file", content=body, headers=headers))
+        return time.perf_counter() - t0
+
+    def download(self, devbox_id: str, target: Path) -> float:
+        """Seconds from sending the download request to the last byte written to `target`."""
+        t0 = time.perf_counter()
+        with (
+            self.http.stream("POST", f"/v1/devboxes/{devbox_id}/download_file", json={"path": REMOTE_NAME}) as answer,
+            target.open("wb") as out,
+        ):
+            if answer.status_code != 200:
+                answer.read()
+                ok_json(answer)  # raises with the error body
+            for chunk in answer.iter_raw(IO_CHUNK):
+                out.write(chunk)
+        return time.perf_counter() - t0
 
 
-def api_download(http: httpx.Client, devbox_id: str, target: Path) -> float:
-    """Seconds from sending the download request to the last byte written to `target`."""
-    t0 = time.perf_counter()
-    with (
-        http.stream("POST", f"/v1/devboxes/{devbox_id}/download_file", json={"path": REMOTE_NAME}) as response,
-        target.open("wb") as out,
-    ):
-        if response.status_code != 200:
-            response.read()
-            ok_json(response)  # raises with the error body
-        for chunk in response.iter_raw(IO_CHUNK):
-            out.write(chunk)
-    return time.perf_counter() - t0
+class CurlClient:
+    """The API through the curl CLI, one process per transfer as a user would run it: native code on the
+    client side, like the docker CLI it is compared with."""
+
+    name = "curl"
+
+    def __init__(self, base_url: str, api_key: str) -> None:
+        self.base_url = base_url
+        self.auth = f"Authorization: Bearer {api_key}"
+
+    def _curl(self, args: list[str], what: str) -> tuple[float, str]:
+        """Seconds the command took, and its stdout; raises with curl's message and the error body."""
+        t0 = time.perf_counter()
+        done = subprocess.run(["curl", "-sS", "-H", self.auth, *args], capture_output=True, text=True)
+        elapsed = time.perf_counter() - t0
+        if done.returncode != 0:
+            raise RuntimeError(f"curl {what} exited {done.returncode}: {done.stderr.strip()} {done.stdout[:500]}")
+        return elapsed, done.stdout
+
+    def upload(self, devbox_id: str, source: Path) -> float:
+        url = f"{self.base_url}/v1/devboxes/{devbox_id}/upload_file"
+        seconds, answer = self._curl(
+            ["--fail-with-body", "--form-string", f"path={REMOTE_NAME}", "-F", f"file=@{source}", url], "upload"
+        )
+        if json.loads(answer) != {}:
+            raise RuntimeError(f"upload_file answered {answer[:500]}")
+        return seconds
+
+    def download(self, devbox_id: str, target: Path) -> float:
+        url = f"{self.base_url}/v1/devboxes/{devbox_id}/download_file"
+        body = json.dumps({"path": REMOTE_NAME})
+        try:
+            seconds, _ = self._curl(
+                ["--fail", "-o", str(target), "-H", "Content-Type: application/json", "-d", body, url], "download"
+            )
+        except RuntimeError:
+            target.unlink(missing_ok=True)
+            raise
+        return seconds
+
+
+Client = HttpxClient | CurlClient
+CLIENTS = ("curl", "httpx")  # the first one that runs is the headline
 
 
 @contextmanager
@@ -259,7 +326,6 @@ class SizeRun:
     source: Path
     sha256: str
     workdir: Path
-    http: httpx.Client
     server_pid: int
     devbox_id: str
     container_id: str
@@ -268,18 +334,19 @@ class SizeRun:
     def add(self, metric: str, value: float) -> None:
         self.samples.setdefault(metric, []).append(value)
 
-    def api_pair(self) -> None:
+    def api_pair(self, client: Client) -> None:
+        """Upload then download through `client`, with the server's RSS watched during each."""
         rss = RssPeak(self.server_pid)
         with rss.watching():
-            seconds = api_upload(self.http, self.devbox_id, self.source)
-        self.add("api_upload", seconds)
-        self.add("api_upload_rss_growth", rss.growth)
-        copy = self.workdir / "api-download.bin"
+            seconds = client.upload(self.devbox_id, self.source)
+        self.add(f"{client.name}_upload", seconds)
+        self.add(f"{client.name}_upload_rss_growth", rss.growth)
+        copy = self.workdir / f"{client.name}-download.bin"
         with rss.watching():
-            seconds = api_download(self.http, self.devbox_id, copy)
-        self.add("api_download", seconds)
-        self.add("api_download_rss_growth", rss.growth)
-        verify_copy(copy, self.sha256, "API upload + download")
+            seconds = client.download(self.devbox_id, copy)
+        self.add(f"{client.name}_download", seconds)
+        self.add(f"{client.name}_download_rss_growth", rss.growth)
+        verify_copy(copy, self.sha256, f"API upload + download ({client.name})")
 
     def cp_pair(self) -> None:
         self.add("cp_in", docker_cp(str(self.source), f"{self.container_id}:{RAW_PATH}"))
@@ -289,26 +356,28 @@ class SizeRun:
 
 
 def run_size(
+    clients: list[Client],
     http: httpx.Client,
-    client: docker.DockerClient,
+    docker_client: docker.DockerClient,
     spec: RawSpec,
     server_pid: int,
     size_mib: int,
     repeats: int,
     workdir: Path,
 ) -> dict[str, list[float]]:
-    """Write the source, make one devbox and one raw container, alternate the API and docker cp pairs."""
+    """Write the source, make one devbox and one raw container, rotate the clients' and docker cp's pairs."""
     size = size_mib * MiB
     source = workdir / f"source-{size_mib}MiB.bin"
     print(f"[{size_mib} MiB] writing random source file", file=sys.stderr, flush=True)
     sha = write_random_file(source, size)
     try:
-        with devbox(http) as devbox_id, raw_container(client, spec) as container_id:
-            run = SizeRun(size, source, sha, workdir, http, server_pid, devbox_id, container_id)
-            pairs: list[Callable[[], None]] = [run.api_pair, run.cp_pair]
+        with devbox(http) as devbox_id, raw_container(docker_client, spec) as container_id:
+            run = SizeRun(size, source, sha, workdir, server_pid, devbox_id, container_id)
+            pairs: list[Callable[[], None]] = [functools.partial(run.api_pair, c) for c in clients] + [run.cp_pair]
             for i in range(repeats):
                 started = time.perf_counter()
-                for pair in pairs if i % 2 == 0 else pairs[::-1]:
+                shift = i % len(pairs)
+                for pair in pairs[shift:] + pairs[:shift]:
                     pair()
                 print(
                     f"[{size_mib} MiB] repeat {i + 1}/{repeats}: {time.perf_counter() - started:.1f} s",
@@ -323,37 +392,44 @@ def run_size(
 # ----- report ------------------------------------------------------------------------------------------
 
 
-def summarize(size_mib: int, samples: dict[str, list[float]]) -> dict[str, Any]:
-    """Median MiB/s per metric, API/docker-cp ratios, and the worst RSS growth per API direction."""
-    mib_s = {
-        metric: statistics.median(size_mib / s for s in samples[metric])
-        for metric in ("api_upload", "api_download", "cp_in", "cp_out")
-    }
-    return {
-        "size_mib": size_mib,
-        "median_mib_s": mib_s,
-        "ratio": {api: mib_s[api] / mib_s[cp] for _, api, cp in DIRECTIONS},
-        "max_rss_growth_mb": {api: max(samples[f"{api}_rss_growth"]) / 1e6 for _, api, _ in DIRECTIONS},
-    }
+def summarize(size_mib: int, clients: list[str], samples: dict[str, list[float]]) -> dict[str, Any]:
+    """Median MiB/s per metric, each client's ratio to docker cp, and the worst RSS growth per client and
+    direction. `clients` in the order given: the first is the headline."""
+    metrics = [f"{name}_{operation}" for name in clients for _, operation, _ in DIRECTIONS] + ["cp_in", "cp_out"]
+    mib_s = {metric: statistics.median(size_mib / s for s in samples[metric]) for metric in metrics}
+    ratio, rss = {}, {}
+    for name in clients:
+        for _, operation, cp in DIRECTIONS:
+            metric = f"{name}_{operation}"
+            ratio[metric] = mib_s[metric] / mib_s[cp]
+            rss[metric] = max(samples[f"{metric}_rss_growth"]) / 1e6
+    return {"size_mib": size_mib, "clients": clients, "median_mib_s": mib_s, "ratio": ratio, "max_rss_growth_mb": rss}
 
 
 def table(summaries: list[dict[str, Any]], repeats: int) -> str:
-    head = (
-        f"{'size':>8} {'direction':<24} | {'API MiB/s':>9} | {'cp MiB/s':>9} | {'API/cp':>6} {'':<4} | "
-        f"{'server RSS growth':>17}"
-    )
+    """One row per size and direction: docker cp, then each client's MiB/s and ratio (the headline first),
+    and the worst server RSS growth over all clients."""
+    clients: list[str] = summaries[0]["clients"] if summaries else []
+    head = f"{'size':>8} {'direction':<24} | {'cp MiB/s':>9}"
+    for name in clients:
+        head += f" | {name + ' MiB/s':>11} | {name + '/cp':>10} {'':<3}"
+    head += f" | {'server RSS growth':>17}"
     lines = [head, "-" * len(head)]
     for summary in summaries:
-        for label, api, cp in DIRECTIONS:
-            ratio = summary["ratio"][api]
-            growth = summary["max_rss_growth_mb"][api]
-            lines.append(
-                f"{summary['size_mib']:>4} MiB {label:<24} | {summary['median_mib_s'][api]:>9.1f} | "
-                f"{summary['median_mib_s'][cp]:>9.1f} | {ratio:>6.2f} {'ok' if ratio >= RATIO_TARGET else 'LOW':<4} | "
-                f"{growth:>11.1f} MB {'ok' if growth < RSS_TARGET_MB else 'HIGH'}"
-            )
+        for label, operation, cp in DIRECTIONS:
+            line = f"{summary['size_mib']:>4} MiB {label:<24} | {summary['median_mib_s'][cp]:>9.1f}"
+            growth = 0.0
+            for name in clients:
+                metric = f"{name}_{operation}"
+                ratio = summary["ratio"][metric]
+                growth = max(growth, summary["max_rss_growth_mb"][metric])
+                verdict = "ok" if ratio >= RATIO_TARGET else "LOW"
+                line += f" | {summary['median_mib_s'][metric]:>11.1f} | {ratio:>10.2f} {verdict:<3}"
+            line += f" | {growth:>11.1f} MB {'ok' if growth < RSS_TARGET_MB else 'HIGH'}"
+            lines.append(line)
     lines.append(
-        f"MiB/s: median of {repeats}; API/cp target >= {RATIO_TARGET}; RSS growth: worst of {repeats} "
+        f"MiB/s: median of {repeats}; client/cp target >= {RATIO_TARGET} ({clients[0] if clients else '-'} is the "
+        f"headline: native CLI vs native CLI); RSS growth: worst of {repeats} per client, worst client shown "
         f"(peak VmRSS during the transfer minus VmRSS just before; target < {RSS_TARGET_MB} MB; MB = 10^6 bytes)."
     )
     return "\n".join(lines)
@@ -369,14 +445,29 @@ def parse_sizes(text: str) -> list[int]:
     return sizes
 
 
+def parse_clients(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names or any(name not in CLIENTS for name in names) or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"clients are some of {', '.join(CLIENTS)}, comma-separated")
+    return names
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.files", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=parse_sizes, default=[256, 1024], help="file sizes in MiB (default 256,1024)")
     parser.add_argument("--repeats", type=int, default=3, help="timed transfers per size and kind (default 3)")
+    parser.add_argument(
+        "--clients",
+        type=parse_clients,
+        default=list(CLIENTS),
+        help="API clients, the first one the headline (default curl,httpx)",
+    )
     parser.add_argument("--json", type=Path, help="also write config, summary and samples as JSON to this path")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
+    if "curl" in args.clients and shutil.which("curl") is None:
+        parser.error("curl is not installed (apt-get install -y curl), or leave it out: --clients httpx")
     return args
 
 
@@ -391,8 +482,12 @@ def run(client: docker.DockerClient, args: argparse.Namespace, spec: RawSpec) ->
         ) as http,
     ):
         assert server.process is not None
+        known: dict[str, Client] = {"curl": CurlClient(server.base_url, API_KEY), "httpx": HttpxClient(http)}
+        clients = [known[name] for name in args.clients]
         for size_mib in args.sizes:
-            results[size_mib] = run_size(http, client, spec, server.process.pid, size_mib, args.repeats, Path(tmp))
+            results[size_mib] = run_size(
+                clients, http, client, spec, server.process.pid, size_mib, args.repeats, Path(tmp)
+            )
     return results
 
 
@@ -402,6 +497,7 @@ def write_json(
     config = {
         "sizes_mib": args.sizes,
         "repeats": args.repeats,
+        "clients": args.clients,
         "image": spec.image,
         "cpus": spec.cpus,
         "memory_bytes": spec.memory_bytes,
@@ -431,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         client.close()
-    summaries = [summarize(size, samples) for size, samples in results.items()]
+    summaries = [summarize(size, args.clients, samples) for size, samples in results.items()]
     print(table(summaries, args.repeats))
     if args.json:
         write_json(args.json, args, spec, summaries, results)

@@ -117,12 +117,13 @@ class MultipartReader:
         return _Part(name=name, offset=self._offset)
 
     async def data(self) -> AsyncIterator[bytes | memoryview]:
-        """The current part's bytes as they arrive: views of the network reads, not copies (the writer
-        joins them into bigger buffers anyway). Raises if the body ends inside them."""
+        """The current part's bytes as they arrive: the network reads themselves where they can be (almost
+        always), else views of them. A read is copied only when the one before ended in what could be the
+        start of a delimiter. Raises if the body ends inside them."""
         delimiter = self._delimiter
-        keep = len(delimiter) - 1  # the most of a delimiter that can end one read
         while self._in_data:
             index = self._buffer.find(delimiter)
+            piece: bytes | memoryview
             if index >= 0:
                 piece = memoryview(self._buffer)[:index]
                 self._advance(index + len(delimiter))
@@ -130,21 +131,17 @@ class MultipartReader:
                 if piece:
                     yield piece
                 return
-            if len(self._buffer) > keep:
-                piece = memoryview(self._buffer)[:-keep]
-                self._advance(len(piece))
+            hold = _delimiter_start(self._buffer, delimiter)
+            if len(self._buffer) > hold:
+                piece = memoryview(self._buffer)[:-hold] if hold else self._buffer
+                self._advance(len(self._buffer) - hold)
                 yield piece
             try:
                 chunk = await anext(self._body)
             except StopAsyncIteration:
                 raise InvalidRequest(TRUNCATED) from None
-            if delimiter in self._buffer + chunk[:keep]:  # a delimiter across the seam: search both
-                self._buffer += chunk
-            else:  # the few bytes held back are data: the new read becomes the buffer, uncopied
-                if self._buffer:
-                    yield self._buffer
-                    self._offset += len(self._buffer)
-                self._buffer = chunk
+            # What was held back may be data after all: the next search sees it with the new read.
+            self._buffer = self._buffer + chunk if self._buffer else chunk
 
     async def skip(self) -> None:
         async for _ in self.data():
@@ -198,6 +195,17 @@ async def stream_upload(content_type: str, content_length: int | None, body: Asy
     finally:
         if spool is not None:
             spool.close()
+
+
+def _delimiter_start(buffer: bytes, delimiter: bytes) -> int:
+    """How many bytes at the end of `buffer` (which does not hold all of `delimiter`) could be the start of
+    `delimiter`: they wait for the next read. Usually none: that takes a CR within the last few bytes."""
+    position = max(0, len(buffer) - len(delimiter) + 1)
+    while (position := buffer.find(delimiter[:1], position)) >= 0:
+        if delimiter.startswith(buffer[position:]):
+            return len(buffer) - position
+        position += 1
+    return 0
 
 
 def _decode_path(path: bytes) -> str:

@@ -75,9 +75,10 @@ class StdinWriter(Protocol):
 
 class FileSink(Protocol):
     """A file of a size declared up front, being written into a container: write exactly that many bytes,
-    then close() (which raises if the engine failed), or abort()."""
+    then close() (which raises if the engine failed), or abort(). A buffer once written is not changed
+    by the caller: a sink may send it later without copying it."""
 
-    async def write(self, data: bytes) -> None: ...
+    async def write(self, data: bytes | memoryview) -> None: ...
 
     async def close(self) -> None: ...
 

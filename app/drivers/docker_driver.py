@@ -37,6 +37,14 @@ from app.drivers.base import (
     ExecResult,
     HostCapacity,
 )
+from app.drivers.docker_archive import (
+    EngineAddress,
+    EngineArchiveWriter,
+    read_archive_file,
+    tar_entry_start,
+    tar_header,
+    tar_trailer,
+)
 from app.drivers.stream_channel import StreamChannel
 from app.observability.metrics import docker_call
 
@@ -85,6 +93,9 @@ class DockerDriver:
             docker.APIClient(base_url=base_url, **ping_kwargs) if base_url else docker.from_env(**ping_kwargs).api
         )
         self._ping_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="docker-ping")
+        # Large files go in and out over the engine's socket from the event loop where it is a plain one
+        # (see docker_archive.py); through docker-py on threads where it is not (TLS, ssh).
+        self._engine = EngineAddress.of(self._client.api)
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -336,13 +347,20 @@ class DockerDriver:
 
     async def put_file(
         self, container_id: str, directory: str, name: str, size: int, mode: int, uid: int, gid: int
-    ) -> DockerArchiveWriter:
+    ) -> EngineArchiveWriter | DockerArchiveWriter:
+        if self._engine is not None:
+            return await EngineArchiveWriter.open(self._engine, container_id, directory, name, size, mode, uid, gid)
         return DockerArchiveWriter(self._client.api, container_id, directory, name, size, mode, uid, gid)
 
-    async def read_file(self, container_id: str, path: str, size: int) -> AsyncIterator[bytes]:
+    def read_file(self, container_id: str, path: str, size: int) -> AsyncIterator[bytes]:
         """The regular file `path`, exactly `size` bytes of it, through the engine (GET .../archive, as
-        `docker cp` does): no process and no stdout pipes in the container, a fraction of an exec's CPU.
-        Read on a thread of its own through a small bounded queue, like exec_stdout."""
+        `docker cp` does): no process and no stdout pipes in the container, a fraction of an exec's CPU."""
+        if self._engine is not None:
+            return read_archive_file(self._engine, container_id, path, size)
+        return self._read_file_on_thread(container_id, path, size)
+
+    async def _read_file_on_thread(self, container_id: str, path: str, size: int) -> AsyncIterator[bytes]:
+        """read_file through docker-py: on a thread of its own through a small bounded queue, like exec_stdout."""
         loop = asyncio.get_running_loop()
         chunks: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=STREAM_QUEUE_CHUNKS)
         cancelled = threading.Event()
@@ -602,35 +620,11 @@ class _ExactReader:
 
 
 def _tar_entry_size(stream: _ExactReader) -> int:
-    """Read a tar stream's headers up to the first file's data; that file's size. Extended headers (PAX
-    records, GNU long names) come first when the name or size needs them."""
-    pax_size: int | None = None
-    while True:
-        block = stream.read(tarfile.BLOCKSIZE)
-        try:
-            entry = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
-        except tarfile.HeaderError as exc:
-            raise BackendError(f"unreadable archive from the engine: {exc}") from exc
-        if entry.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK):
-            records = stream.read(entry.size + -entry.size % tarfile.BLOCKSIZE)[: entry.size]
-            if entry.type == tarfile.XHDTYPE:
-                pax_size = _pax_size(records, pax_size)
-            continue
-        if entry.type not in (tarfile.REGTYPE, tarfile.AREGTYPE):
-            raise BackendError(f"{entry.name} is not a regular file")
-        return entry.size if pax_size is None else pax_size
-
-
-def _pax_size(records: bytes, default: int | None) -> int | None:
-    """The `size` among PAX records ("<length> <key>=<value>\\n" each), if there is one."""
-    position = 0
-    while position < len(records):
-        length = int(records[position : records.index(b" ", position)])
-        key, _, value = records[records.index(b" ", position) + 1 : position + length - 1].partition(b"=")
-        if key == b"size":
-            return int(value)
-        position += length
-    return default
+    """Read a tar stream's headers, block by block, up to the first file's data; that file's size."""
+    head = b""
+    while (entry := tar_entry_start(head)) is None:
+        head += stream.read(tarfile.BLOCKSIZE)
+    return entry[1]
 
 
 class _SizedBody:
@@ -661,12 +655,12 @@ class DockerArchiveWriter:
     def __init__(
         self, api: Any, container_id: str, directory: str, name: str, size: int, mode: int, uid: int, gid: int
     ) -> None:
-        entry = tarfile.TarInfo(name)
-        entry.size, entry.mode, entry.uid, entry.gid, entry.mtime = size, mode, uid, gid, time.time()
-        self._header = entry.tobuf(format=tarfile.PAX_FORMAT)
-        self._trailer = bytes(-size % tarfile.BLOCKSIZE + 2 * tarfile.BLOCKSIZE)  # padding, end of archive
+        self._header = tar_header(name, size, mode, uid, gid)
+        self._trailer = tar_trailer(size)
         self._size = size
         self._written = 0
+        self._batch: list[bytes | memoryview] = []
+        self._batch_size = 0
         self._loop = asyncio.get_running_loop()
         self._buffers: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._slots = asyncio.Semaphore(ARCHIVE_QUEUE_BUFFERS)
@@ -707,9 +701,19 @@ class DockerArchiveWriter:
         else:
             self._done.set_exception(error)
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes | memoryview) -> None:
+        """Queue `data` for the thread (not copied: callers do not change a buffer once written), which gets
+        it in ~STREAM_BATCH_BYTES buffers: one hand-off per MiB rather than per network read."""
         if self._written + len(data) > self._size:
             raise ValueError(f"more than the {self._size} bytes declared for the archive entry")
+        self._batch.append(data)
+        self._batch_size += len(data)
+        self._written += len(data)
+        if self._batch_size >= STREAM_BATCH_BYTES or self._written == self._size:
+            batch, self._batch, self._batch_size = b"".join(self._batch), [], 0
+            await self._hand_over(batch)
+
+    async def _hand_over(self, data: bytes) -> None:
         if self._slots.locked():  # the thread is behind: wait for it, or for the request to fail
             slot = asyncio.ensure_future(self._slots.acquire())
             either: list[asyncio.Future[Any]] = [slot, self._done]
@@ -722,7 +726,6 @@ class DockerArchiveWriter:
             self._done.result()  # raises what ended the request
             raise BackendError("the engine ended the archive upload early")
         self._buffers.put(data)
-        self._written += len(data)
 
     async def close(self) -> None:
         """Finish the archive and wait for the engine's answer; raises if it failed."""

@@ -222,22 +222,22 @@ class ContainerFiles:
         tail = None  # bytes past the hint: appended through an exec's stdin
         written = 0
         try:
-            async for batch in _batches(chunks):
+            async for piece in chunks:  # as they came off the network: the sink sends them on uncopied
                 if sink_open:
-                    head = batch[: size_hint - written] if written + len(batch) > size_hint else batch
+                    head = piece[: size_hint - written] if written + len(piece) > size_hint else piece
                     await sink.write(head)
                     written += len(head)
-                    batch = batch[len(head) :]
+                    piece = piece[len(head) :]
                     if written == size_hint:
                         sink_open = False
                         await sink.close()
-                if batch:
+                if piece:
                     if tail is None:
                         tail = await self._driver.exec_with_stdin(
                             container, ["sh", "-c", _APPEND, "sh", target, temp], user=devbox.username
                         )
-                    written += len(batch)
-                    await tail.write(batch)
+                    written += len(piece)
+                    await tail.write(bytes(piece))
             if sink_open:  # shorter than the hint: pad the entry, then cut the file to size
                 for padding in _zeros(size_hint - written):
                     await sink.write(padding)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
@@ -37,7 +38,11 @@ async def read_file_contents(svc: Svc, owner: Tenant, id: str, body: DevboxReadF
 
 @router.post("/{id}/upload_file", response_model=EmptyRecord)
 async def upload_file(svc: Svc, owner: Tenant, id: str, request: Request) -> EmptyRecord:
-    await svc.devboxes.require_running(owner, id, "upload a file")
+    try:
+        await svc.devboxes.require_running(owner, id, "upload a file")
+    except DomainError:
+        await _read_rest(request.stream())
+        raise
     length = request.headers.get("content-length", "")
     upload = await stream_upload(
         request.headers.get("content-type", ""), int(length) if length.isdigit() else None, request.stream()
@@ -45,12 +50,18 @@ async def upload_file(svc: Svc, owner: Tenant, id: str, request: Request) -> Emp
     try:
         await svc.files.write(owner, id, upload.path, upload.chunks, upload.size_hint)
     except DomainError:
-        # Refused before every byte was read (a folder the user may not write, say): read the rest, so a
-        # client that sends its whole body before reading the answer gets the 4xx instead of a stall.
-        async for _ in upload.chunks:
-            pass
+        await _read_rest(upload.chunks)
         raise
     return EmptyRecord()
+
+
+async def _read_rest(body: AsyncIterator[bytes | memoryview]) -> None:
+    """An upload refused before its whole body was read (a suspended devbox, a folder the user may not
+    write): read the rest, so that a client that sends everything before reading the answer gets the 4xx
+    instead of a stall, and the connection stays usable (the server closes one whose request it did not
+    read to the end, and the client's next request on it fails)."""
+    async for _ in body:
+        pass
 
 
 @router.post("/{id}/download_file", response_class=StreamingResponse)
