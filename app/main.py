@@ -100,9 +100,10 @@ def create_app(settings: Settings) -> FastAPI:
             SnapshotStore(db),
         )
         log_store = LogStore(db, on_append=lambda devbox_id: watch.notify(f"logs:{devbox_id}"))
-        container_files = ContainerFiles(log_store, driver)
-        instance = settings.resolved_instance_id
         private_dirs = PrivateDirs(settings.data_dir / "devbox-env", AGENT_SOURCE.read_bytes())
+        channels = AgentChannels(driver, private_dirs)
+        container_files = ContainerFiles(log_store, driver, channels)
+        instance = settings.resolved_instance_id
         startup = StartupWriter(container_files, log_store, driver, settings.git_base_url)
         devboxes = DevboxService(
             devbox_store,
@@ -120,7 +121,6 @@ def create_app(settings: Settings) -> FastAPI:
             private_dirs,
             snapshot_store,
         )
-        channels = AgentChannels(driver, private_dirs)
         pool = WarmPool(
             driver,
             channels,

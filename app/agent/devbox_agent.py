@@ -434,11 +434,13 @@ class Agent:
 
     def spawn(self, header: dict[str, Any], user: pwd.struct_passwd) -> Command:
         state = None
-        if not header.get("shell"):
+        if not header.get("shell") and not header.get("argv"):
             prepared = self.take_spare(header, user)
             if prepared is not None:
                 return prepared
-        if header.get("shell"):
+        if header.get("argv"):  # a program as is, no login shell: the server's own file tools
+            argv, cwd, env = [str(a) for a in header["argv"]], header.get("cwd") or user.pw_dir, self.user_env(user)
+        elif header.get("shell"):
             state, argv, cwd, env = self.shell_plan(header["shell"], header["command"], user)
         else:
             argv, cwd, env = ["bash", "-lc", header["command"]], user.pw_dir, self.user_env(user)

@@ -14,13 +14,14 @@ import logging
 import os
 import struct
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 from app.domain.devbox import container_name
 from app.domain.errors import BackendError
-from app.drivers.base import ExecChannel, SandboxDriver
+from app.drivers.base import ExecChannel, ExecResult, SandboxDriver
 from app.drivers.stream_channel import StreamChannel
 from app.services.private_dirs import AGENT_FILE, PrivateDirs
 
@@ -85,6 +86,13 @@ class AgentChannel:
     ) -> None:
         header = {"op": "run", "id": execution_id, "command": command, "user": user, "shell": shell, "stdin": stdin}
         await self._start(execution_id, header, sink)
+
+    async def run_program(
+        self, command_id: str, argv: list[str], user: str, cwd: str, stdin: bool, sink: CommandSink
+    ) -> None:
+        """`argv` as is (no login shell) as `user` in `cwd`: the server's own tools, such as file checks."""
+        header = {"op": "run", "id": command_id, "argv": argv, "user": user, "cwd": cwd, "stdin": stdin}
+        await self._start(command_id, header, sink)
 
     async def open_terminal(
         self,
@@ -184,6 +192,29 @@ class AgentChannel:
         elif event == "exit":
             del self._sinks[header["id"]]
             sink.exited(int(header["code"]))
+
+
+class CollectedRun:
+    """A short program's whole output and exit status (a CommandSink)."""
+
+    def __init__(self) -> None:
+        self.streams: dict[int, bytearray] = {1: bytearray(), 2: bytearray()}
+        self.exit_code: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    def output(self, fd: int, data: bytes) -> None:
+        self.streams.setdefault(fd, bytearray()).extend(data)
+
+    def exited(self, exit_code: int) -> None:
+        if not self.exit_code.done():
+            self.exit_code.set_result(exit_code)
+
+    def lost(self, why: str) -> None:
+        if not self.exit_code.done():
+            self.exit_code.set_exception(BackendError(why))
+
+    async def result(self) -> ExecResult:
+        code = await self.exit_code
+        return ExecResult(code, bytes(self.streams[1]), bytes(self.streams[2]))
 
 
 class SocketChannel(StreamChannel):
@@ -289,6 +320,22 @@ class AgentChannels:
                 return channel
             await channel.replace_agent()
             replaced = True
+
+    async def run_program(
+        self, devbox_id: str, argv: list[str], user: str, cwd: str, stdin: bytes | None = None
+    ) -> ExecResult | None:
+        """Run a short program to its end through the devbox's open channel (a fork in the container, not
+        a `docker exec`: a few ms instead of ~50), with `stdin` as its whole input; None when the devbox
+        has no open channel, and the caller goes through the engine instead."""
+        channel = self._channels.get(devbox_id)
+        if channel is None or channel.closed:
+            return None
+        run = CollectedRun()
+        command_id = f"tool-{uuid.uuid4().hex}"
+        await channel.run_program(command_id, argv, user, cwd, stdin is not None, run)
+        if stdin is not None:
+            await channel.send_stdin(command_id, stdin, eof=True)
+        return await run.result()
 
     def _forget(self, channel: AgentChannel) -> None:
         if self._channels.get(channel.devbox_id) is channel:

@@ -40,11 +40,10 @@ class FileService:
     async def download(self, owner: str, devbox_id: str, path: str) -> Download:
         devbox = await self._devboxes.require_running(owner, devbox_id, "read a file")
         target = resolve_path(devbox, path)
-        size, engine_path = await self._files.locate(devbox, target)
+        located = await self._files.locate(devbox, target)
         await self._devboxes.touch(devbox_id)
-        await self._files.log(devbox.id, f"read {target} ({size} bytes)")
-        chunks = self._files.read_stream(devbox, target, size, engine_path)
-        return Download(path=target, size=size, chunks=chunks)
+        await self._files.log(devbox.id, f"read {target} ({located.size} bytes)")
+        return Download(path=target, size=located.size, chunks=self._files.read_stream(devbox, target, located))
 
     async def read_text(self, owner: str, devbox_id: str, path: str) -> str:
         download = await self.download(owner, devbox_id, path)

@@ -569,6 +569,27 @@ def test_every_file_operation_is_logged(shared_http, devbox_id):
     assert "read" in files[3] and uploaded in files[3]
 
 
+def test_small_files_go_through_the_agent_channel_not_docker_exec(shared_http, devbox_id, docker_client):
+    """Checks, small writes and small reads are forks of the devbox's agent: the engine sees no exec."""
+    folder = unique()
+    sh(shared_http, devbox_id, "true")  # the channel is open
+    since = time.time() - 1
+    write_ok(shared_http, devbox_id, f"{folder}/a.txt", "agent")
+    assert read_ok(shared_http, devbox_id, f"{folder}/a.txt") == "agent"
+    data = os.urandom(300_000)
+    upload_ok(shared_http, devbox_id, f"{folder}/b.bin", data)
+    assert download_ok(shared_http, devbox_id, f"{folder}/b.bin") == data
+    assert "Linux" in read_ok(shared_http, devbox_id, "/proc/version")  # size 0 on stat: read whole
+    until = time.time() + 1
+    events = docker_client.api.events(
+        since=since, until=until, filters={"type": "container", "container": f"devbox-{devbox_id}"}, decode=True
+    )
+    execs = [e["Action"] for e in events if e["Action"].startswith("exec_")]
+    assert execs == []
+    owner = sh(shared_http, devbox_id, f"stat -c %U {folder}/a.txt {folder}/b.bin")["stdout"].split()
+    assert owner == ["user", "user"]
+
+
 # ----- the Runloop client ----------------------------------------------------------------------------------------
 
 
