@@ -366,8 +366,9 @@ class ContainerFiles:
         result = None
         if self._channels is not None:
             # At most the located size: a growing file must not outrun the length the answer announced.
-            # Size 0 may be a kernel file whose size says nothing (/proc/...): read it whole.
-            argv = ["head", "-c", str(size), "--", target] if size else ["cat", "--", target]
+            # Size 0 may be a kernel file whose size says nothing (/proc/...): read it whole, up to what
+            # read_file_contents could answer.
+            argv = ["head", "-c", str(size or MAX_TEXT_READ_BYTES + 1), "--", target]
             result = await self._channels.run_program(devbox.id, argv, devbox.username, devbox.home)
         if result is None:  # no open channel
             async for chunk in self._cat(devbox, target):
