@@ -1,6 +1,11 @@
-"""Request bodies have a size limit (413 beyond it), except uploads and tunnel traffic, which stream.
+"""Request bodies have a size limit (413 beyond it), except uploads and tunnel traffic, which stream; and a
+body the app answered without reading is read before the answer goes out.
 
-Checked against Content-Length up front, and counted as the body arrives for chunked requests."""
+The limit is checked against Content-Length up front, and counted as the body arrives for chunked
+requests. The unread rest: a connection whose request was not read to its end cannot carry the next one,
+so the server would close it under a keep-alive client that may already be sending its next request
+(which then fails). A handler that answers before the body has even arrived (a 404 for an unknown
+devbox, a 401) is enough for that."""
 
 from __future__ import annotations
 
@@ -17,34 +22,39 @@ class BodyLimit:
         self.app = app
         self.max_bytes = max_bytes
 
-    def _limited(self, scope: Scope) -> bool:
-        path: str = scope["path"]
-        return not (path.endswith(UNLIMITED_SUFFIXES) or path.startswith(UNLIMITED_PREFIXES))
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self._limited(scope):
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or path.startswith(UNLIMITED_PREFIXES):  # tunnels: the proxy streams both ways
             await self.app(scope, receive, send)
             return
+        limit = None if path.endswith(UNLIMITED_SUFFIXES) else self.max_bytes
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+        if limit is not None and declared is not None and declared.isdigit() and int(declared) > limit:
             await self._too_large(scope, receive, send)
             return
         seen = 0
         refused = False
+        ended = False  # the whole body was received (or the client left)
 
         async def counting_receive() -> Message:
-            nonlocal seen, refused
+            nonlocal seen, refused, ended
             message = await receive()
-            if message["type"] == "http.request" and not refused:
+            if message["type"] == "http.request":
+                ended = not message.get("more_body", False)
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if limit is not None and seen > limit and not refused:
                     # Answer now, and tell the app the client left: what it answers then goes nowhere.
-                    refused = True
+                    refused = ended = True
                     await self._too_large(scope, receive, send)
                     return {"type": "http.disconnect"}
+            elif message["type"] == "http.disconnect":
+                ended = True
             return message
 
         async def guarded_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                while not ended:  # the rest of a body the app did not read
+                    await counting_receive()
             if not refused:
                 await send(message)
 

@@ -1,8 +1,11 @@
 """Limits on what a client may send: body size (413, uploads excepted), metadata size (400), and the
-length of every string field (400 naming the field; the value at the limit itself is accepted and works)."""
+length of every string field (400 naming the field; the value at the limit itself is accepted and works).
+Also: a body the handler never reads does not cost the client its keep-alive connection."""
 
 from __future__ import annotations
 
+import socket
+import time
 import uuid
 
 import httpx
@@ -54,6 +57,44 @@ def test_uploads_are_not_limited_by_the_body_limit(server_factory):
             assert size.json()["stdout"].strip() == "100000"
         finally:
             http.post(f"/v1/devboxes/{devbox['id']}/shutdown")
+
+
+def _read_response(sock: socket.socket, buffer: bytearray) -> tuple[int, bytes]:
+    """One HTTP/1.1 response with a Content-Length body off the socket: (status, body)."""
+    while b"\r\n\r\n" not in buffer:
+        data = sock.recv(65536)
+        assert data, f"the server closed the connection; got {bytes(buffer)!r}"
+        buffer += data
+    head, _, rest = bytes(buffer).partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    length = next(int(line.split(b":", 1)[1]) for line in lines if line.lower().startswith(b"content-length:"))
+    while len(rest) < length:
+        data = sock.recv(65536)
+        assert data, "the server closed the connection mid-body"
+        rest += data
+    buffer[:] = rest[length:]
+    return int(lines[0].split()[1]), rest[:length]
+
+
+@pytest.mark.parametrize("path", ["/v1/devboxes/dbx_unknown/shutdown", "/v1/devboxes/dbx_unknown/upload_file"])
+def test_an_unread_body_that_arrives_after_the_headers_keeps_the_connection(server, path):
+    """The handler answers 404 without reading the body, which the client sends only a little after the
+    headers (as clients that write headers and body separately do): the connection must still carry the
+    next request."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: devboxd\r\nAuthorization: Bearer {API_KEY}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n"
+        )
+        sock.sendall(head.encode())
+        time.sleep(0.3)  # the handler has long decided by now
+        sock.sendall(b"{}")
+        buffer = bytearray()
+        status, body = _read_response(sock, buffer)
+        assert status == 404, body
+        sock.sendall(f"GET /v1/devboxes HTTP/1.1\r\nHost: devboxd\r\nAuthorization: Bearer {API_KEY}\r\n\r\n".encode())
+        status, body = _read_response(sock, buffer)
+        assert status == 200, body
 
 
 def test_metadata_limits(http, module_devbox):

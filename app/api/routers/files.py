@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import posixpath
-from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
@@ -18,7 +17,6 @@ from app.api.schemas.files import (
     DevboxReadFileParameters,
     DevboxWriteFileParameters,
 )
-from app.domain.errors import DomainError
 
 router = APIRouter(prefix="/v1/devboxes", tags=["Devbox-FileTools"])
 
@@ -38,30 +36,14 @@ async def read_file_contents(svc: Svc, owner: Tenant, id: str, body: DevboxReadF
 
 @router.post("/{id}/upload_file", response_model=EmptyRecord)
 async def upload_file(svc: Svc, owner: Tenant, id: str, request: Request) -> EmptyRecord:
-    try:
-        await svc.devboxes.require_running(owner, id, "upload a file")
-    except DomainError:
-        await _read_rest(request.stream())
-        raise
+    # A refusal answers before the body is read; app/api/body_limit.py reads the rest before it goes out.
+    await svc.devboxes.require_running(owner, id, "upload a file")
     length = request.headers.get("content-length", "")
     upload = await stream_upload(
         request.headers.get("content-type", ""), int(length) if length.isdigit() else None, request.stream()
     )
-    try:
-        await svc.files.write(owner, id, upload.path, upload.chunks, upload.size_hint)
-    except DomainError:
-        await _read_rest(upload.chunks)
-        raise
+    await svc.files.write(owner, id, upload.path, upload.chunks, upload.size_hint)
     return EmptyRecord()
-
-
-async def _read_rest(body: AsyncIterator[bytes | memoryview]) -> None:
-    """An upload refused before its whole body was read (a suspended devbox, a folder the user may not
-    write): read the rest, so that a client that sends everything before reading the answer gets the 4xx
-    instead of a stall, and the connection stays usable (the server closes one whose request it did not
-    read to the end, and the client's next request on it fails)."""
-    async for _ in body:
-        pass
 
 
 @router.post("/{id}/download_file", response_class=StreamingResponse)
