@@ -170,6 +170,11 @@ def test_kill_while_the_container_is_stopping_ends_suspended(slow_stop_server, d
         sh(http, devbox["id"], "echo kept > ~/kept.txt")
         container = container_of(docker_client, devbox["id"])
         assert container is not None
+        # The trap is set only once the entrypoint runs: a SIGTERM during its login shell's start finds none.
+        deadline = time.monotonic() + 20
+        while b"entrypoint-up" not in container.logs() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert b"entrypoint-up" in container.logs(), container.logs()
         suspend(http, devbox["id"])
         deadline = time.monotonic() + 20
         while b"got-term" not in container.logs() and time.monotonic() < deadline:
