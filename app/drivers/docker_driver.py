@@ -274,20 +274,13 @@ class DockerDriver:
 
         return await self._run(open_exec)
 
-    async def exec_stdout(
+    def exec_stdout(
         self, container_id: str, argv: list[str], user: str, workdir: str | None = None
     ) -> AsyncIterator[bytes]:
-        """Chunks of stdout through a small bounded queue: a slow client slows the reader, so memory stays flat."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=STREAM_QUEUE_CHUNKS)
-        cancelled = threading.Event()
+        """Chunks of stdout, read on one of the driver's threads (see _pumped)."""
         api = self._client.api
 
-        def put(item: bytes | BaseException | None) -> None:
-            if not cancelled.is_set():
-                asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
-
-        def pump() -> None:
+        def pump(put: _Put, cancelled: threading.Event) -> None:
             raw = None
             try:
                 exec_id = api.exec_create(container_id, argv, user=user, workdir=workdir, stdout=True, stderr=True)
@@ -316,17 +309,7 @@ class DockerDriver:
                 if raw is not None:
                     _close_socket(raw)
 
-        task = loop.run_in_executor(self._pool, pump)
-        try:
-            while (item := await queue.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise BackendError(str(item)) from item
-                yield item
-        finally:
-            cancelled.set()
-            while not queue.empty():  # unblock a pump waiting on a full queue
-                queue.get_nowait()
-            await asyncio.wait([task], timeout=5)
+        return _pumped(pump, self._pool)
 
     async def engine_file_size(self, container_id: str, path: str) -> int | None:
         """Size of `path` as the engine sees it in the container's filesystem (HEAD .../archive); None when
@@ -359,18 +342,12 @@ class DockerDriver:
             return read_archive_file(self._engine, container_id, path, size)
         return self._read_file_on_thread(container_id, path, size)
 
-    async def _read_file_on_thread(self, container_id: str, path: str, size: int) -> AsyncIterator[bytes]:
-        """read_file through docker-py: on a thread of its own through a small bounded queue, like exec_stdout."""
-        loop = asyncio.get_running_loop()
-        chunks: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=STREAM_QUEUE_CHUNKS)
-        cancelled = threading.Event()
+    def _read_file_on_thread(self, container_id: str, path: str, size: int) -> AsyncIterator[bytes]:
+        """read_file through docker-py, on a thread of its own (see _pumped): it lasts as long as the
+        download, and must not hold one of the driver's pool threads."""
         api: Any = self._client.api
 
-        def put(item: bytes | BaseException | None) -> None:
-            if not cancelled.is_set():
-                asyncio.run_coroutine_threadsafe(chunks.put(item), loop).result()
-
-        def pump() -> None:
+        def pump(put: _Put, cancelled: threading.Event) -> None:
             response = None
             try:
                 response = api._get(
@@ -398,18 +375,7 @@ class DockerDriver:
                 if response is not None:
                     _close_quietly(response)
 
-        threading.Thread(target=pump, name="docker-archive-read", daemon=True).start()
-        try:
-            while (item := await chunks.get()) is not None:
-                if isinstance(item, BackendError):
-                    raise item
-                if isinstance(item, BaseException):
-                    raise BackendError(str(item)) from item
-                yield item
-        finally:
-            cancelled.set()
-            while not chunks.empty():  # unblock a pump waiting on a full queue
-                chunks.get_nowait()
+        return _pumped(pump, None, thread_name="docker-archive-read")
 
     async def open_channel(self, container_id: str, argv: list[str], user: str) -> DockerExecChannel:
         def start() -> socket.socket:
@@ -601,6 +567,44 @@ class DockerStdinWriter:
         await self._driver._run(_close_socket, self._sock)  # also ends a send in flight
         with contextlib.suppress(Exception):
             await self._sent()
+
+
+_Put = Callable[[bytes | BaseException | None], None]
+
+
+async def _pumped(
+    pump: Callable[[_Put, threading.Event], None], pool: ThreadPoolExecutor | None, thread_name: str = ""
+) -> AsyncIterator[bytes]:
+    """What a blocking `pump` puts, through a small bounded queue: a slow consumer slows the pump, so memory
+    stays flat. The pump ends with None, or with an exception, raised here as a BackendError; `cancelled`
+    tells it the consumer stopped. It runs on `pool` (its end awaited, briefly, when the consumer stops),
+    or, with no pool, on a daemon thread of its own."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=STREAM_QUEUE_CHUNKS)
+    cancelled = threading.Event()
+
+    def put(item: bytes | BaseException | None) -> None:
+        if not cancelled.is_set():
+            asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+
+    task = None
+    if pool is not None:
+        task = loop.run_in_executor(pool, pump, put, cancelled)
+    else:
+        threading.Thread(target=pump, args=(put, cancelled), name=thread_name, daemon=True).start()
+    try:
+        while (item := await queue.get()) is not None:
+            if isinstance(item, BackendError):
+                raise item
+            if isinstance(item, BaseException):
+                raise BackendError(str(item)) from item
+            yield item
+    finally:
+        cancelled.set()
+        while not queue.empty():  # unblock a pump waiting on a full queue
+            queue.get_nowait()
+        if task is not None:
+            await asyncio.wait([task], timeout=5)
 
 
 class _ExactReader:
