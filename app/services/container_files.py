@@ -141,7 +141,7 @@ def resolve_path(devbox: Devbox, path: str) -> str:
 class ContainerFiles:
     """File I/O inside a devbox's container as its user; used by the API and by provisioning."""
 
-    def __init__(self, logs: LogStore, driver: SandboxDriver, channels: AgentChannels | None = None) -> None:
+    def __init__(self, logs: LogStore, driver: SandboxDriver, channels: AgentChannels) -> None:
         self._logs = logs
         self._driver = driver
         self._channels = channels
@@ -157,10 +157,9 @@ class ContainerFiles:
     async def _tool(self, devbox: Devbox, argv: list[str], stdin: bytes | None = None) -> ExecResult:
         """A short program as the devbox user in their home, with `stdin` as its whole input: through the
         agent channel when it is open, else a `docker exec`."""
-        if self._channels is not None:
-            result = await self._channels.run_program(devbox.id, argv, devbox.username, devbox.home, stdin)
-            if result is not None:
-                return result
+        result = await self._channels.run_program(devbox.id, argv, devbox.username, devbox.home, stdin)
+        if result is not None:
+            return result
         container = container_name(devbox.id)
         if stdin is None:
             return await self._driver.exec(container, argv, user=devbox.username, workdir=devbox.home)
@@ -354,32 +353,22 @@ class ContainerFiles:
         return Located(size, regular, regular if seen == size else None)
 
     def read_stream(self, devbox: Devbox, target: str, located: Located) -> AsyncIterator[bytes]:
-        """The file's bytes: through the engine where locate() allows, a small regular file whole through
-        the agent channel (at most its located size), else `cat` run as the devbox user."""
+        """The file's bytes: through the engine where locate() allows; a small regular file whole, in one
+        short program run (_tool); else streamed by `cat` run as the devbox user."""
         if located.engine_path is not None:
             return self._driver.read_file(container_name(devbox.id), located.engine_path, located.size)
-        if located.regular_path is not None and located.size < ARCHIVE_MIN_BYTES and self._channels is not None:
+        if located.regular_path is not None and located.size < ARCHIVE_MIN_BYTES:
             return self._read_small(devbox, target, located.size)
-        return self._cat(devbox, target)
+        return self._driver.exec_stdout(
+            container_name(devbox.id), ["cat", "--", target], user=devbox.username, workdir=devbox.home
+        )
 
     async def _read_small(self, devbox: Devbox, target: str, size: int) -> AsyncIterator[bytes]:
-        result = None
-        if self._channels is not None:
-            # At most the located size: a growing file must not outrun the length the answer announced.
-            # Size 0 may be a kernel file whose size says nothing (/proc/...): read it whole, up to what
-            # read_file_contents could answer.
-            argv = ["head", "-c", str(size or MAX_TEXT_READ_BYTES + 1), "--", target]
-            result = await self._channels.run_program(devbox.id, argv, devbox.username, devbox.home)
-        if result is None:  # no open channel
-            async for chunk in self._cat(devbox, target):
-                yield chunk
-            return
+        # At most the located size: a growing file must not outrun the length the answer announced.
+        # Size 0 may be a kernel file whose size says nothing (/proc/...): read it whole, up to what
+        # read_file_contents could answer.
+        result = await self._tool(devbox, ["head", "-c", str(size or MAX_TEXT_READ_BYTES + 1), "--", target])
         if result.exit_code != 0:
             raise BackendError(f"exited with status {result.exit_code}: {result.stderr.decode(errors='replace')}")
         if result.stdout:
             yield result.stdout
-
-    def _cat(self, devbox: Devbox, target: str) -> AsyncIterator[bytes]:
-        return self._driver.exec_stdout(
-            container_name(devbox.id), ["cat", "--", target], user=devbox.username, workdir=devbox.home
-        )
