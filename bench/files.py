@@ -29,6 +29,14 @@ the peak minus the RSS just before the transfer: a streaming server should stay 
 whatever the file size. Throughput is MiB/s, median over ``--repeats``; the ratio API / docker cp is what
 devboxd costs on top of Docker (target >= 0.8).
 
+Every upload, the API's and docker cp's alike, writes a file that is not there: the previous copy is
+removed first (``docker exec rm -f``, untimed). ``docker cp`` over an existing file unlinks it right before
+writing, so the kernel hands its just-freed pages straight back; upload_file keeps the old file until the
+new one is complete (an interrupted upload never loses it), so its pages come from elsewhere. On a VM whose
+balloon reports free pages to the host, as this one's does, pages not recently freed cost ~2-2.5 s of kernel
+time per GiB written against ~0.4 s for just-freed ones: replacing the file would time that, not the
+transfer.
+
 The pairs (upload + download) of each client and of docker cp take turns going first, so drifting machine
 load does not favour one side. Everything the run creates (server, devboxes, raw containers, temp files) is
 removed at the end, also on errors and Ctrl-C. Server start-up and container clean-up come from
@@ -64,6 +72,7 @@ import docker
 import docker.errors
 import httpx
 
+from app.domain.devbox import container_name
 from bench.lifecycle import (
     API_KEY,
     HOME,
@@ -305,6 +314,13 @@ def raw_container(client: docker.DockerClient, spec: RawSpec) -> Iterator[str]:
             client.api.remove_container(container_id, force=True, v=True)
 
 
+def remove_in_container(container: str, path: str) -> None:
+    """Remove `path` in `container`, so that the next upload writes a new file (see the module's docstring)."""
+    done = subprocess.run(["docker", "exec", container, "rm", "-f", path], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"rm -f {path} in {container} exited {done.returncode}: {done.stderr.strip()}")
+
+
 def docker_cp(src: str, dst: str) -> float:
     """Seconds the docker CLI takes for `docker cp src dst`."""
     t0 = time.perf_counter()
@@ -337,6 +353,7 @@ class SizeRun:
     def api_pair(self, client: Client) -> None:
         """Upload then download through `client`, with the server's RSS watched during each."""
         rss = RssPeak(self.server_pid)
+        remove_in_container(container_name(self.devbox_id), RAW_PATH)
         with rss.watching():
             seconds = client.upload(self.devbox_id, self.source)
         self.add(f"{client.name}_upload", seconds)
@@ -349,6 +366,7 @@ class SizeRun:
         verify_copy(copy, self.sha256, f"API upload + download ({client.name})")
 
     def cp_pair(self) -> None:
+        remove_in_container(self.container_id, RAW_PATH)
         self.add("cp_in", docker_cp(str(self.source), f"{self.container_id}:{RAW_PATH}"))
         copy = self.workdir / "cp-out.bin"
         self.add("cp_out", docker_cp(f"{self.container_id}:{RAW_PATH}", str(copy)))
@@ -452,6 +470,13 @@ def parse_clients(text: str) -> list[str]:
     return names
 
 
+def parse_setting(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not name.startswith("DEVBOX_") or not equals:
+        raise argparse.ArgumentTypeError("a server setting is DEVBOX_NAME=VALUE")
+    return name, value
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.files", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=parse_sizes, default=[256, 1024], help="file sizes in MiB (default 256,1024)")
@@ -463,6 +488,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="API clients, the first one the headline (default curl,httpx)",
     )
     parser.add_argument("--json", type=Path, help="also write config, summary and samples as JSON to this path")
+    parser.add_argument(
+        "--server-setting",
+        type=parse_setting,
+        action="append",
+        default=[],
+        metavar="DEVBOX_NAME=VALUE",
+        help="a setting for the server under test, e.g. DEVBOX_HOST_FILE_WRITES=false (repeatable)",
+    )
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
@@ -476,7 +509,7 @@ def run(client: docker.DockerClient, args: argparse.Namespace, spec: RawSpec) ->
     results: dict[int, dict[str, list[float]]] = {}
     with (
         tempfile.TemporaryDirectory(prefix="devboxd-bench-files-") as tmp,
-        bench_server(client, spec.instance) as server,
+        bench_server(client, spec.instance, dict(args.server_setting)) as server,
         httpx.Client(
             base_url=server.base_url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=HTTP_TIMEOUT
         ) as http,
@@ -498,6 +531,7 @@ def write_json(
         "sizes_mib": args.sizes,
         "repeats": args.repeats,
         "clients": args.clients,
+        "server_settings": dict(args.server_setting),
         "image": spec.image,
         "cpus": spec.cpus,
         "memory_bytes": spec.memory_bytes,

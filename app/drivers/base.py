@@ -155,6 +155,14 @@ class SandboxDriver(Protocol):
         engine, as root; raises BackendError if it is not that size (any more)."""
         ...
 
+    async def open_created_file(
+        self, container_id: str, directory: str, name: str, inode: int, uid: int
+    ) -> FileSink | None:
+        """The empty file `directory`/`name` (inode `inode`, owned by `uid`) that the devbox user just
+        created, opened for writing past the engine where this host sees the container's files; None where
+        it does not (then put_file is the way)."""
+        ...
+
     async def put_file(
         self, container_id: str, directory: str, name: str, size: int, mode: int, uid: int, gid: int
     ) -> FileSink:

@@ -37,6 +37,7 @@ from app.drivers.base import (
     ExecResult,
     HostCapacity,
 )
+from app.drivers.container_root import HostFileWriter, open_created_file
 from app.drivers.docker_archive import (
     EngineAddress,
     EngineArchiveWriter,
@@ -78,7 +79,8 @@ DEVBOX_CAPABILITIES = [
 
 
 class DockerDriver:
-    def __init__(self, threads: int = 32, base_url: str | None = None) -> None:
+    def __init__(self, threads: int = 32, base_url: str | None = None, host_file_writes: bool = True) -> None:
+        self._host_file_writes = host_file_writes
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="docker")
         # A fixed API version: the client then does not contact the engine when it is built, so the server
         # starts (and reports 503 on /health) while the engine is away. 1.41 is Docker 20.10's API.
@@ -327,6 +329,24 @@ class DockerDriver:
             return int(json.loads(base64.b64decode(header))["size"]) if header else None
 
         return await self._run(stat)
+
+    async def open_created_file(
+        self, container_id: str, directory: str, name: str, inode: int, uid: int
+    ) -> HostFileWriter | None:
+        """Through the container's root on this host (container_root.py); only for an engine on a unix
+        socket, the one kind whose containers can be this host's processes."""
+        if not self._host_file_writes or self._engine is None or self._engine.unix_path is None:
+            return None
+        try:
+            data = await self._run(self._client.api.inspect_container, container_id)
+        except BackendError:
+            return None
+        pid = int(data["State"].get("Pid") or 0)
+        if pid <= 0:
+            return None
+        loop = asyncio.get_running_loop()
+        fd = await loop.run_in_executor(self._pool, open_created_file, pid, directory, name, inode, uid)
+        return None if fd is None else HostFileWriter(fd, self._pool)
 
     async def put_file(
         self, container_id: str, directory: str, name: str, size: int, mode: int, uid: int, gid: int

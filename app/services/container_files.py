@@ -5,9 +5,9 @@ kernel's permission checks apply (a symlink leads nowhere that user could not re
 can land outside the container. The checks, and files under ARCHIVE_MIN_BYTES, go through the devbox's
 agent channel (a fork in the container, a few ms; `docker exec`, ~50 ms here, where the channel is not
 open). Larger bytes stream through an exec's stdin/stdout: the server never holds a whole file, and no
-temp copy is made on the host. A large upload of known size goes in through the engine instead (a tar
-entry, as `docker cp` does), into a temp file the user created: same owner, mode and permission checks, a
-fraction of the CPU.
+temp copy is made on the host. A large upload of known size goes into a temp file the user created
+instead (same owner, mode and permission checks), written by the server itself from this host where the
+driver can open that file (a local engine), else through the engine as a tar entry (as `docker cp` does).
 
 A write goes to a temp name beside the target and is renamed into place only after every byte arrived,
 so an interrupted upload never replaces the file that was there.
@@ -28,7 +28,7 @@ from app.domain.devbox import Devbox, LogEntry, container_name, now_ms
 from app.domain.errors import BackendError, InvalidRequest, NotFound
 from app.domain.limits import PATH_MAX
 from app.domain.statuses import LogSource
-from app.drivers.base import ExecResult, SandboxDriver
+from app.drivers.base import ExecResult, FileSink, SandboxDriver
 from app.services.agent_channel import AgentChannels
 from app.store.logs import LogStore
 
@@ -50,11 +50,12 @@ _WRITE_TEMP = (
     'p="$1"; t="$2"; [ -d "$p" ] && exit 45; mkdir -p -- "$(dirname -- "$p")" || exit 47; '
     'cat > "$t" || { rm -f -- "$t"; exit 48; }'
 )
-# The user creates the (empty) temp file and tells put_file what it needs: uid, gid, mode, real folder.
+# The user creates the (empty) temp file and tells what writing it from outside needs: uid, gid, mode, inode,
+# real folder.
 _PREPARE = (
     'p="$1"; t="$2"; [ -d "$p" ] && exit 45; mkdir -p -- "$(dirname -- "$p")" || exit 47; '
     ': > "$t" || exit 48; cd -P -- "$(dirname -- "$t")" || exit 48; '
-    'echo "$(id -u) $(id -g) $(stat -c %a -- "$t")"; pwd -P'
+    'echo "$(id -u) $(id -g) $(stat -c "%a %i" -- "$t")"; pwd -P'
 )
 _APPEND = 'cat >> "$2" || exit 48'
 _TRUNCATE = 'truncate -s "$3" -- "$2"'
@@ -188,7 +189,7 @@ class ContainerFiles:
         temp = posixpath.join(folder, f".{name}.devboxd-{uuid.uuid4().hex[:12]}")
         size: int | None = None
         if size_hint is not None and size_hint >= ARCHIVE_MIN_BYTES:
-            size = await self._write_temp_through_engine(devbox, target, temp, chunks, size_hint)
+            size = await self._write_temp_large(devbox, target, temp, chunks, size_hint)
         if size is None:
             size = await self._write_temp_through_stdin(devbox, target, temp, chunks)
         old = posixpath.join(folder, f".{name}.devboxd-{uuid.uuid4().hex[:12]}.old")
@@ -247,15 +248,15 @@ class ContainerFiles:
             await self._refuse(devbox, target, temp, result.exit_code, result.stderr.decode(errors="replace"))
         return size
 
-    async def _write_temp_through_engine(
+    async def _write_temp_large(
         self, devbox: Devbox, target: str, temp: str, chunks: AsyncIterator[bytes | memoryview], size_hint: int
     ) -> int | None:
-        """The temp file through put_file; None (nothing read from `chunks`) where the engine does not see
-        the file system the devbox user sees.
+        """The temp file written from this host where the driver can open it (open_created_file), else
+        through put_file; None (nothing read from `chunks`) where neither reaches the file the devbox user
+        sees.
 
         The user creates the temp file first, so the kernel checks the user's rights and the file's mode
-        follows the user's umask; the engine then replaces it with the bytes, owned by the user. Bytes past
-        the hint go on through an exec's stdin; a file shorter than the hint is padded, then truncated."""
+        follows the user's umask; the bytes then go into that file, which stays the user's."""
         code, out, err = await self._sh(devbox, _PREPARE, target, temp)
         if code != 0:
             await self._refuse(devbox, target, temp, code, err)
@@ -264,12 +265,51 @@ class ContainerFiles:
         real_name = posixpath.basename(temp)
         container = container_name(devbox.id)
         try:
-            uid, gid, mode = (int(field, base) for field, base in zip(ids.split(), (10, 10, 8), strict=True))
+            uid, gid, mode, inode = (int(field, base) for field, base in zip(ids.split(), (10, 10, 8, 10), strict=True))
+        except ValueError:  # an image without GNU stat, ...: the slower path still works
+            return None
+        sink = await self._driver.open_created_file(container, real_folder, real_name, inode, uid)
+        if sink is not None:
+            return await self._write_temp_from_host(devbox, target, temp, sink, chunks)
+        try:
             seen = await self._driver.engine_file_size(container, posixpath.join(real_folder, real_name))
-        except (ValueError, BackendError):  # an image without GNU stat, ...: the slower path still works
+        except BackendError:
             seen = None
         if seen != 0:  # a mount made inside the devbox, a sandboxed runtime: the engine would miss the file
             return None
+        return await self._write_temp_through_engine(
+            devbox, target, temp, chunks, size_hint, (real_folder, real_name, mode, uid, gid)
+        )
+
+    async def _write_temp_from_host(
+        self, devbox: Devbox, target: str, temp: str, sink: FileSink, chunks: AsyncIterator[bytes | memoryview]
+    ) -> int:
+        written = 0
+        try:
+            async for piece in chunks:  # as they came off the network: the sink writes them uncopied
+                await sink.write(piece)
+                written += len(piece)
+            await sink.close()
+        except BaseException:
+            await sink.abort()
+            await self._discard(devbox, target, temp)
+            raise
+        return written
+
+    async def _write_temp_through_engine(
+        self,
+        devbox: Devbox,
+        target: str,
+        temp: str,
+        chunks: AsyncIterator[bytes | memoryview],
+        size_hint: int,
+        prepared: tuple[str, str, int, int, int],
+    ) -> int:
+        """The temp file as a tar entry of `size_hint` bytes (put_file), replacing the user's empty one with
+        the same owner and mode. Bytes past the hint go on through an exec's stdin; a file shorter than the
+        hint is padded, then truncated."""
+        real_folder, real_name, mode, uid, gid = prepared
+        container = container_name(devbox.id)
         sink = await self._driver.put_file(container, real_folder, real_name, size_hint, mode, uid, gid)
         sink_open = True
         tail = None  # bytes past the hint: appended through an exec's stdin

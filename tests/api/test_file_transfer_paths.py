@@ -1,20 +1,24 @@
-"""upload_file / download_file through the engine (a tar entry in and out, as `docker cp` does) rather than an
-exec's stdin/stdout: taken for files of 1 MiB and more whose size is known up front. Byte-exact both ways,
-same owner and permission checks as the exec path, a size hint that is wrong in either direction still gives
-the exact file, and an upload that fails midway never replaces the file that was there."""
+"""upload_file / download_file for files of 1 MiB and more whose size is known up front: not through an exec's
+stdin/stdout but through the engine (a tar entry in and out, as `docker cp` does) or, for uploads where the
+engine is local, written by the server itself through the container's root (/proc/<pid>/root). Every test
+runs both upload ways: the default server (host writes) and one with DEVBOX_HOST_FILE_WRITES=false. Byte-exact
+both ways, same owner and permission checks as the exec path, a size hint that is wrong in either direction
+still gives the exact file, and an upload that fails midway never replaces the file that was there."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import socket
+import time
 import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import API_KEY, ServerProcess
+from tests.conftest import API_KEY, ServerProcess, wait_for
 
 HOME = "/home/user"
 BOUNDARY = "transfer-paths-boundary-5e1"
@@ -23,9 +27,34 @@ CLOSING = f"--{BOUNDARY}--\r\n".encode()
 MiB = 1024**2
 
 
+@pytest.fixture(scope="module", params=["host", "engine"])
+def way(request: pytest.FixtureRequest) -> str:
+    """How large uploads are written: from this host (the default here) or through the engine."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def devbox_id(module_devbox: str) -> str:
-    return module_devbox
+def way_server(way: str, server: ServerProcess, server_factory: Callable[..., ServerProcess]) -> ServerProcess:
+    return server if way == "host" else server_factory(DEVBOX_HOST_FILE_WRITES="false")
+
+
+@pytest.fixture(scope="module")
+def shared_http(way_server: ServerProcess) -> Iterator[httpx.Client]:
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    with httpx.Client(base_url=way_server.base_url, headers=headers, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def devbox_id(shared_http: httpx.Client) -> Iterator[str]:
+    response = shared_http.post("/v1/devboxes", json={"name": "file-transfer-paths"})
+    assert response.status_code == 200, response.text
+    devbox_id: str = response.json()["id"]
+    try:
+        assert wait_for(shared_http, devbox_id, ["running", "failure", "shutdown"])["status"] == "running"
+        yield devbox_id
+    finally:
+        shared_http.post(f"/v1/devboxes/{devbox_id}/shutdown")
 
 
 def unique() -> str:
@@ -166,8 +195,9 @@ def test_replacing_a_large_file_frees_the_old_version_after_answering(shared_htt
     assert leftovers(shared_http, devbox_id, f"{HOME}/{folder}") == []
 
 
-def test_upload_cut_off_midway_leaves_the_old_file_and_no_temp(server: ServerProcess, shared_http, devbox_id):
-    """Content-Length promises 16 MiB (the engine path), the client hangs up after 6 MiB."""
+def test_upload_cut_off_midway_leaves_the_old_file_and_no_temp(way_server: ServerProcess, shared_http, devbox_id):
+    """Content-Length promises 16 MiB (a large upload's way), the client hangs up after 6 MiB."""
+    server = way_server
     folder = unique()
     upload_ok(shared_http, devbox_id, f"{folder}/keep.bin", b"original contents")
     head = field_part("path", f"{folder}/keep.bin") + file_part_head()
@@ -178,7 +208,7 @@ def test_upload_cut_off_midway_leaves_the_old_file_and_no_temp(server: ServerPro
     ).encode()
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
         sock.sendall(request + head + os.urandom(6 * MiB))
-        # the temp file is in place and no `cat` writes it: the bytes go through the engine
+        # the temp file is in place and no `cat` writes it: the bytes go past the container's processes
         for _ in range(100):
             if leftovers(shared_http, devbox_id, f"{HOME}/{folder}"):
                 break
@@ -193,3 +223,19 @@ def test_upload_cut_off_midway_leaves_the_old_file_and_no_temp(server: ServerPro
     data = os.urandom(2 * MiB)
     upload_ok(shared_http, devbox_id, f"{folder}/keep.bin", data)  # and the devbox still takes uploads
     assert download(shared_http, devbox_id, f"{folder}/keep.bin") == data
+
+
+def test_large_uploads_take_the_servers_way(shared_http, devbox_id, way, docker_client):
+    """The engine says when it untars into a container (extract-to-dir): with host writes it never does."""
+    folder = unique()
+    since = time.time()
+    data = os.urandom(3 * MiB)
+    upload_ok(shared_http, devbox_id, f"{folder}/way.bin", data)
+    assert download(shared_http, devbox_id, f"{folder}/way.bin") == data
+    events = docker_client.api.events(
+        since=since,
+        until=time.time() + 1,
+        filters={"type": "container", "container": f"devbox-{devbox_id}", "event": "extract-to-dir"},
+        decode=True,
+    )
+    assert len(list(events)) == (0 if way == "host" else 1)

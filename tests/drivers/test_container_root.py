@@ -1,0 +1,218 @@
+"""Large uploads written from this host through the container's root (app/drivers/container_root.py).
+
+The checks of open_created_file are what keeps a write as root from landing anywhere the devbox user could
+not write: each one is tried here against real files, once on this host's own root (our own pid, a temp
+folder) and once through a real container. The writer itself is driven end to end: bytes in, the same
+bytes seen inside the container, the user's owner and mode kept."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import docker
+import pytest
+
+from app.domain.errors import BackendError
+from app.drivers.container_root import HostFileWriter, open_created_file
+from app.drivers.docker_driver import DockerDriver
+from app.drivers.docker_image import ensure_default_image
+
+pytestmark = pytest.mark.docker
+ME = os.getpid()
+
+
+def created(folder: Path, name: str = "temp") -> tuple[str, str, int]:
+    path = folder / name
+    path.touch()
+    return str(folder), name, path.stat().st_ino
+
+
+def opens(folder: str, name: str, inode: int, uid: int | None = None, pid: int = ME) -> bool:
+    fd = open_created_file(pid, folder, name, inode, os.getuid() if uid is None else uid)
+    if fd is None:
+        return False
+    os.close(fd)
+    return True
+
+
+def test_the_users_new_empty_file_opens(tmp_path: Path) -> None:
+    assert opens(*created(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("spoil", "why"),
+    [
+        (lambda path: path.write_bytes(b"x"), "not empty"),
+        (
+            lambda path: os.link(path, path.with_name("second-link")),
+            "a second link: another name may be a file it is not",
+        ),
+        (lambda path: path.chmod(0o4755), "set-uid"),
+        (lambda path: path.chmod(0o2755), "set-gid"),
+    ],
+    ids=["not-empty", "two-links", "setuid", "setgid"],
+)
+def test_a_file_that_is_not_the_users_new_empty_file_is_refused(
+    tmp_path: Path, spoil: Callable[[Path], object], why: str
+) -> None:
+    folder, name, inode = created(tmp_path)
+    spoil(tmp_path / name)
+    assert not opens(folder, name, inode), why
+
+
+def test_another_inode_or_owner_is_refused(tmp_path: Path) -> None:
+    folder, name, inode = created(tmp_path)
+    assert not opens(folder, name, inode + 1)
+    assert not opens(folder, name, inode, uid=os.getuid() + 1)
+
+
+def test_a_fifo_in_the_files_place_is_refused_without_hanging(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "temp")
+    assert not opens(str(tmp_path), "temp", (tmp_path / "temp").stat().st_ino)
+
+
+def test_no_symlink_is_followed_on_the_way(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    _, name, inode = created(real)
+    (tmp_path / "link").symlink_to(real)
+    assert not opens(str(tmp_path / "link"), name, inode)
+    (real / "file-link").symlink_to(real / name)
+    assert not opens(str(real), "file-link", inode)
+
+
+@pytest.mark.parametrize(
+    "folder_of",
+    [
+        lambda tmp: f"{tmp}/sub/..",
+        lambda tmp: f"{tmp}/./",
+        lambda tmp: os.path.relpath(tmp, "/"),
+    ],
+    ids=["dot-dot", "dot", "relative"],
+)
+def test_folders_that_are_not_plain_absolute_names_are_refused(
+    tmp_path: Path, folder_of: Callable[[Path], str]
+) -> None:
+    (tmp_path / "sub").mkdir()
+    _, name, inode = created(tmp_path)
+    assert not opens(folder_of(tmp_path), name, inode)
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "nul\0byte"])
+def test_names_that_are_not_one_plain_name_are_refused(tmp_path: Path, name: str) -> None:
+    assert not opens(str(tmp_path), name, 1)
+
+
+def test_a_process_that_does_not_exist_gives_none(tmp_path: Path) -> None:
+    folder, name, inode = created(tmp_path)
+    assert not opens(folder, name, inode, pid=2**22 + 1)  # above the kernel's largest pid
+
+
+# ----- through a real container ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def container() -> Iterator[str]:
+    client = docker.from_env()
+    image = ensure_default_image(client)
+    made = client.containers.run(image, ["sleep", "infinity"], detach=True, init=True, user="root")
+    try:
+        yield str(made.id)
+    finally:
+        made.remove(force=True)
+        client.close()
+
+
+def in_box(container: str, *argv: str) -> str:
+    client = docker.from_env()
+    try:
+        code, out = client.containers.get(container).exec_run(list(argv), user="user")
+    finally:
+        client.close()
+    assert code == 0, out
+    return out.decode()
+
+
+def user_file(container: str, folder: str, name: str) -> tuple[int, int]:
+    """The user makes an empty file, as the upload's prepare step does: its inode and the user's uid."""
+    inode, uid = in_box(
+        container, "sh", "-c", f'mkdir -p {folder} && : > {folder}/{name} && stat -c "%i %u" {folder}/{name}'
+    ).split()
+    return int(inode), int(uid)
+
+
+def test_the_driver_writes_the_users_file_inside_the_container(container: str) -> None:
+    inode, uid = user_file(container, "/home/user/up", "new.bin")
+    data = os.urandom(9 * 1024 * 1024 + 5)
+
+    async def main() -> None:
+        driver = DockerDriver(threads=4)
+        try:
+            sink = await driver.open_created_file(container, "/home/user/up", "new.bin", inode, uid)
+            assert isinstance(sink, HostFileWriter)
+            for start in range(0, len(data), 256 * 1024):
+                await sink.write(memoryview(data)[start : start + 256 * 1024])
+            await sink.close()
+        finally:
+            driver.close()
+
+    asyncio.run(main())
+    assert in_box(container, "stat", "-c", "%s %U %a", "/home/user/up/new.bin") == f"{len(data)} user 644\n"
+    assert in_box(container, "sha256sum", "/home/user/up/new.bin").split()[0] == hashlib.sha256(data).hexdigest()
+
+
+def test_the_driver_gives_none_for_a_file_the_container_does_not_have_or_when_turned_off(container: str) -> None:
+    inode, uid = user_file(container, "/home/user/up", "off.bin")
+
+    async def main() -> None:
+        off = DockerDriver(threads=2, host_file_writes=False)
+        on = DockerDriver(threads=2)
+        try:
+            assert await off.open_created_file(container, "/home/user/up", "off.bin", inode, uid) is None
+            assert await on.open_created_file(container, "/home/user/up", "missing.bin", inode, uid) is None
+            # a symlinked folder inside the container: its target is the container's, but it is not followed
+            in_box(container, "ln", "-sfn", "/home/user/up", "/home/user/up-link")
+            assert await on.open_created_file(container, "/home/user/up-link", "off.bin", inode, uid) is None
+            assert await on.open_created_file("no-such-container", "/home/user/up", "off.bin", inode, uid) is None
+        finally:
+            off.close()
+            on.close()
+
+    asyncio.run(main())
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB file system: writes past it fail with ENOSPC, as on a full disk."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_is_the_callers_error_and_the_file_is_closed(small_disk: Path) -> None:
+    folder, name, inode = created(small_disk)
+    fd = open_created_file(ME, folder, name, inode, os.getuid())
+    assert fd is not None
+
+    async def main() -> None:
+        with ThreadPoolExecutor(1) as pool:
+            writer = HostFileWriter(fd, pool)
+            with pytest.raises(BackendError, match="writing the file failed: No space left"):
+                for _ in range(3):
+                    await writer.write(b"x" * (4 * 1024 * 1024))
+                await writer.close()
+            await writer.abort()  # what the caller does next: nothing left to close
+
+    asyncio.run(main())
+    with pytest.raises(OSError):
+        os.fstat(fd)  # closed
