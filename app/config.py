@@ -29,10 +29,11 @@ class Settings(BaseSettings):
     default_image: str | None = Field(None, description="Devbox image; default: the locally built recipe image.")
     build_image_on_start: bool = Field(True, description="Build the default image at start if it is missing.")
     docker_threads: int = Field(32, description="Worker threads for blocking Docker calls.")
-    host_file_writes: bool = Field(
+    host_file_access: bool = Field(
         True,
-        description="Write large uploads from this host through the container's root (/proc/<pid>/root) where "
-        "the engine's containers are this host's processes; false: always through the engine's archive API.",
+        description="Read and write large files (downloads, uploads) from this host through the container's root "
+        "(/proc/<pid>/root) where the engine's containers are this host's processes; false: always through the "
+        "engine's archive API.",
     )
     stop_timeout_seconds: int = Field(3, description="Grace period before SIGKILL when a container is stopped.")
     pids_limit: int = Field(4096, description="Max processes in one devbox.")

@@ -91,7 +91,7 @@ def create_app(settings: Settings) -> FastAPI:
         await asyncio.to_thread(migrate, database_url)
         db = Database(database_url)
         api_keys.use_store(ApiKeyStore(db))
-        driver = DockerDriver(threads=settings.docker_threads, host_file_writes=settings.host_file_writes)
+        driver = DockerDriver(threads=settings.docker_threads, host_file_access=settings.host_file_access)
         tasks = BackgroundTasks()
         watch = StatusWatch()
         devbox_store, execution_store, snapshot_store = (

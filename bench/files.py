@@ -494,7 +494,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="DEVBOX_NAME=VALUE",
-        help="a setting for the server under test, e.g. DEVBOX_HOST_FILE_WRITES=false (repeatable)",
+        help="a setting for the server under test, e.g. DEVBOX_HOST_FILE_ACCESS=false (repeatable)",
     )
     args = parser.parse_args(argv)
     if args.repeats < 1:

@@ -151,8 +151,9 @@ class SandboxDriver(Protocol):
         ...
 
     def read_file(self, container_id: str, path: str, size: int) -> AsyncIterator[bytes]:
-        """Stream the regular file `path` (no symlinks on the way), exactly `size` bytes, through the
-        engine, as root; raises BackendError if it is not that size (any more)."""
+        """Stream the regular file `path` (no symlinks on the way), exactly `size` bytes, as root, past any
+        process in the container (from this host or through the engine); raises BackendError if it is not
+        that size (any more)."""
         ...
 
     async def open_created_file(

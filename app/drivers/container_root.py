@@ -1,17 +1,18 @@
-"""A local container's files written from this host, through the container's root (/proc/<pid>/root),
-past the engine.
+"""A local container's files read and written from this host, through the container's root
+(/proc/<pid>/root), past the engine.
 
-An upload through the engine's archive endpoint costs three programs' CPU on two cores: the server
-framing a tar entry, the engine's socket and the engine untarring it. When the engine runs on this host
-and the server sees its processes (the embedded default: both on one machine), the server can write the
-file itself: one copy from the client's socket to the page cache.
+A transfer through the engine's archive endpoint costs three programs' CPU on two cores: the server
+framing (or unframing) a tar stream, the engine's socket and the engine's own tar work. When the engine
+runs on this host and the server sees its processes (the embedded default: both on one machine), the
+server can read or write the file itself: one copy between the client's socket and the page cache.
 
-Only an empty file the devbox user has just created is opened this way, and only when this host reaches
-exactly that file: the folder is walked one name at a time from the container's root with no symlink
-followed and no `..`, and the file must be the same inode, a plain regular file with one link, owned by
-that user, with no set-id bit. Writing it as root then writes nothing the user could not have written.
-Anything else (a remote engine, another PID namespace, a remapped user namespace, a raced rename) gives
-None, and the caller takes the engine's way.
+Every path is walked one name at a time from the container's root with no symlink followed and no `.` or
+`..`, so nothing outside the container is reached. A write goes only to an empty file the devbox user has
+just created: the same inode, a plain regular file with one link, owned by that user, with no set-id bit;
+writing it as root then writes nothing the user could not have written. A read takes a regular file of the
+size the user's own check saw (the caller checked the user may read it, as for the engine's way, which
+reads as root too). Anything else (a remote engine, another PID namespace, a remapped user namespace, a
+raced rename) gives None, and the caller takes the engine's way.
 """
 
 from __future__ import annotations
@@ -19,25 +20,27 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+from collections.abc import AsyncGenerator
 from concurrent.futures import Executor
 from typing import Any
 
 from app.domain.errors import BackendError
 
+# Reads are this size (the answer's pieces), one under way while the last one is sent.
+READ_BYTES = 1024 * 1024
 # Writes leave the event loop in batches of about this size, one in flight while the next one gathers.
 WRITE_BATCH_BYTES = 4 * 1024 * 1024
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-# O_NONBLOCK: a FIFO put in the file's place must not hang the open (the fstat check refuses it after).
-_FILE_FLAGS = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+# O_NONBLOCK: a FIFO put in the file's place must not hang the open (the fstat checks refuse it after).
+_FILE_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
 
 
-def open_created_file(pid: int, folder: str, name: str, inode: int, uid: int) -> int | None:
-    """A write descriptor for `folder`/`name` in the root of process `pid`, if it is the empty file `inode`
-    owned by `uid` (see the module's checks); None otherwise. Blocking: call it on a thread."""
+def _open_in_root(pid: int, path: str, flags: int) -> int | None:
+    """`path` (absolute) opened with `flags` in the root of process `pid`, walked one name at a time with
+    no symlink followed and no `.` or `..`; None if that fails. Blocking: call it on a thread."""
+    folder, _, name = path.rpartition("/")
     parts = folder.split("/")
-    if not folder.startswith("/") or any(part in (".", "..") for part in parts) or name in ("", ".", ".."):
-        return None
-    if "/" in name:
+    if not path.startswith("/") or any(part in (".", "..") for part in parts) or name in ("", ".", ".."):
         return None
     try:
         directory = os.open(f"/proc/{pid}/root", _DIRECTORY_FLAGS & ~os.O_NOFOLLOW)  # the magic link itself
@@ -49,11 +52,21 @@ def open_created_file(pid: int, folder: str, name: str, inode: int, uid: int) ->
                 inner = os.open(part, _DIRECTORY_FLAGS, dir_fd=directory)
                 os.close(directory)
                 directory = inner
-        fd = os.open(name, _FILE_FLAGS, dir_fd=directory)
+        return os.open(name, flags | _FILE_FLAGS, dir_fd=directory)
     except (OSError, ValueError):  # ValueError: a NUL in a name
         return None
     finally:
         os.close(directory)
+
+
+def open_created_file(pid: int, folder: str, name: str, inode: int, uid: int) -> int | None:
+    """A write descriptor for `folder`/`name` in the root of process `pid`, if it is the empty file `inode`
+    owned by `uid` (see the module's checks); None otherwise. Blocking: call it on a thread."""
+    if "/" in name:
+        return None
+    fd = _open_in_root(pid, f"{folder.rstrip('/')}/{name}", os.O_WRONLY)
+    if fd is None:
+        return None
     info = os.fstat(fd)
     if (
         not stat.S_ISREG(info.st_mode)
@@ -63,6 +76,20 @@ def open_created_file(pid: int, folder: str, name: str, inode: int, uid: int) ->
         or info.st_size != 0
         or info.st_mode & (stat.S_ISUID | stat.S_ISGID)
     ):
+        os.close(fd)
+        return None
+    os.set_blocking(fd, True)
+    return fd
+
+
+def open_regular_file(pid: int, path: str, size: int) -> int | None:
+    """A read descriptor for `path` in the root of process `pid`, if it is a regular file of `size` bytes;
+    None otherwise. Blocking: call it on a thread."""
+    fd = _open_in_root(pid, path, os.O_RDONLY)
+    if fd is None:
+        return None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size != size:
         os.close(fd)
         return None
     os.set_blocking(fd, True)
@@ -133,17 +160,46 @@ class HostFileWriter:
         self._release(writing)
 
     def _release(self, writing: asyncio.Future[None] | None) -> None:
-        """Close the descriptor, once `writing` (a batch in flight) is done with it."""
         fd, self._fd = self._fd, None
-        if fd is None:
-            return
-        if writing is None or writing.done():
-            os.close(fd)
-            return
+        if fd is not None:
+            _close_after(fd, writing)
 
-        def closed(done: asyncio.Future[None]) -> None:
-            if not done.cancelled():
-                done.exception()  # retrieved: its failure no longer matters
-            os.close(fd)
 
-        writing.add_done_callback(closed)
+def _close_after(fd: int, pending: asyncio.Future[Any] | None) -> None:
+    """Close `fd` now, or once `pending` (a read or write on a thread) is done with it: closed under a running
+    call, its number could be reused by another open and the call's next step would go there."""
+
+    def closed(done: asyncio.Future[Any] | None) -> None:
+        if done is not None and not done.cancelled():
+            done.exception()  # retrieved: its failure no longer matters
+        os.close(fd)
+
+    if pending is None or pending.done():
+        closed(pending)
+    else:
+        pending.add_done_callback(closed)
+
+
+async def read_host_file(fd: int, size: int, pool: Executor) -> AsyncGenerator[bytes, None]:
+    """Exactly `size` bytes of the file behind `fd` (from open_regular_file), read on `pool`'s threads, the
+    next read under way while the caller sends the last one; closes `fd`. BackendError if the file ends
+    early (it shrank while being read)."""
+    loop = asyncio.get_running_loop()
+    left = size
+    reading: asyncio.Future[bytes] | None = None
+    try:
+        if left:
+            reading = loop.run_in_executor(pool, os.read, fd, min(READ_BYTES, left))
+        while reading is not None:
+            data = await asyncio.shield(reading)
+            reading = None
+            if not data:
+                raise BackendError(f"the file ended {left} bytes early: it shrank while being read")
+            left -= len(data)
+            if left:
+                reading = loop.run_in_executor(pool, os.read, fd, min(READ_BYTES, left))
+            yield data
+    except OSError as exc:
+        raise BackendError(f"reading the file failed: {exc.strerror or exc}") from exc
+    finally:
+        _close_after(fd, reading)

@@ -20,7 +20,7 @@ import json
 import socket
 import tarfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -279,7 +279,9 @@ def _engine_error(status: int, body: bytes) -> BackendError:
 # ----- download ----------------------------------------------------------------------------------------
 
 
-async def read_archive_file(address: EngineAddress, container_id: str, path: str, size: int) -> AsyncIterator[bytes]:
+async def read_archive_file(
+    address: EngineAddress, container_id: str, path: str, size: int
+) -> AsyncGenerator[bytes, None]:
     """The regular file `path`, exactly `size` bytes of it (GET .../archive), as the engine's socket gives
     them; BackendError if it is not that size (any more)."""
     sock = await address.connect()

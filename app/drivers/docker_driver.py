@@ -16,7 +16,7 @@ import socket
 import tarfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -37,7 +37,7 @@ from app.drivers.base import (
     ExecResult,
     HostCapacity,
 )
-from app.drivers.container_root import HostFileWriter, open_created_file
+from app.drivers.container_root import HostFileWriter, open_created_file, open_regular_file, read_host_file
 from app.drivers.docker_archive import (
     EngineAddress,
     EngineArchiveWriter,
@@ -79,8 +79,8 @@ DEVBOX_CAPABILITIES = [
 
 
 class DockerDriver:
-    def __init__(self, threads: int = 32, base_url: str | None = None, host_file_writes: bool = True) -> None:
-        self._host_file_writes = host_file_writes
+    def __init__(self, threads: int = 32, base_url: str | None = None, host_file_access: bool = True) -> None:
+        self._host_file_access = host_file_access
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="docker")
         # A fixed API version: the client then does not contact the engine when it is built, so the server
         # starts (and reports 503 on /health) while the engine is away. 1.41 is Docker 20.10's API.
@@ -330,12 +330,11 @@ class DockerDriver:
 
         return await self._run(stat)
 
-    async def open_created_file(
-        self, container_id: str, directory: str, name: str, inode: int, uid: int
-    ) -> HostFileWriter | None:
-        """Through the container's root on this host (container_root.py); only for an engine on a unix
-        socket, the one kind whose containers can be this host's processes."""
-        if not self._host_file_writes or self._engine is None or self._engine.unix_path is None:
+    async def _open_on_host(self, container_id: str, opener: Callable[..., int | None], *args: Any) -> int | None:
+        """`opener(pid, *args)` (container_root.py) on a thread, for the container's main process; None
+        where this host cannot see the container's files: host file access off, or an engine that is not
+        on a unix socket (the one kind whose containers can be this host's processes)."""
+        if not self._host_file_access or self._engine is None or self._engine.unix_path is None:
             return None
         try:
             data = await self._run(self._client.api.inspect_container, container_id)
@@ -344,8 +343,12 @@ class DockerDriver:
         pid = int(data["State"].get("Pid") or 0)
         if pid <= 0:
             return None
-        loop = asyncio.get_running_loop()
-        fd = await loop.run_in_executor(self._pool, open_created_file, pid, directory, name, inode, uid)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, opener, pid, *args)
+
+    async def open_created_file(
+        self, container_id: str, directory: str, name: str, inode: int, uid: int
+    ) -> HostFileWriter | None:
+        fd = await self._open_on_host(container_id, open_created_file, directory, name, inode, uid)
         return None if fd is None else HostFileWriter(fd, self._pool)
 
     async def put_file(
@@ -356,13 +359,24 @@ class DockerDriver:
         return DockerArchiveWriter(self._client.api, container_id, directory, name, size, mode, uid, gid)
 
     def read_file(self, container_id: str, path: str, size: int) -> AsyncIterator[bytes]:
-        """The regular file `path`, exactly `size` bytes of it, through the engine (GET .../archive, as
-        `docker cp` does): no process and no stdout pipes in the container, a fraction of an exec's CPU."""
-        if self._engine is not None:
-            return read_archive_file(self._engine, container_id, path, size)
-        return self._read_file_on_thread(container_id, path, size)
+        """The regular file `path`, exactly `size` bytes of it: read from this host through the container's
+        root where it can be (container_root.py), else through the engine (GET .../archive, as `docker cp`
+        does): no process and no stdout pipes in the container, a fraction of an exec's CPU."""
+        return self._read_file(container_id, path, size)
 
-    def _read_file_on_thread(self, container_id: str, path: str, size: int) -> AsyncIterator[bytes]:
+    async def _read_file(self, container_id: str, path: str, size: int) -> AsyncIterator[bytes]:
+        fd = await self._open_on_host(container_id, open_regular_file, path, size)
+        if fd is not None:
+            source = read_host_file(fd, size, self._pool)
+        elif self._engine is not None:
+            source = read_archive_file(self._engine, container_id, path, size)
+        else:
+            source = self._read_file_on_thread(container_id, path, size)
+        async with contextlib.aclosing(source):
+            async for chunk in source:
+                yield chunk
+
+    def _read_file_on_thread(self, container_id: str, path: str, size: int) -> AsyncGenerator[bytes, None]:
         """read_file through docker-py, on a thread of its own (see _pumped): it lasts as long as the
         download, and must not hold one of the driver's pool threads."""
         api: Any = self._client.api
@@ -594,7 +608,7 @@ _Put = Callable[[bytes | BaseException | None], None]
 
 async def _pumped(
     pump: Callable[[_Put, threading.Event], None], pool: ThreadPoolExecutor | None, thread_name: str = ""
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """What a blocking `pump` puts, through a small bounded queue: a slow consumer slows the pump, so memory
     stays flat. The pump ends with None, or with an exception, raised here as a BackendError; `cancelled`
     tells it the consumer stopped. It runs on `pool` (its end awaited, briefly, when the consumer stops),

@@ -19,7 +19,7 @@ import docker
 import pytest
 
 from app.domain.errors import BackendError
-from app.drivers.container_root import HostFileWriter, open_created_file
+from app.drivers.container_root import HostFileWriter, open_created_file, open_regular_file, read_host_file
 from app.drivers.docker_driver import DockerDriver
 from app.drivers.docker_image import ensure_default_image
 
@@ -171,7 +171,7 @@ def test_the_driver_gives_none_for_a_file_the_container_does_not_have_or_when_tu
     inode, uid = user_file(container, "/home/user/up", "off.bin")
 
     async def main() -> None:
-        off = DockerDriver(threads=2, host_file_writes=False)
+        off = DockerDriver(threads=2, host_file_access=False)
         on = DockerDriver(threads=2)
         try:
             assert await off.open_created_file(container, "/home/user/up", "off.bin", inode, uid) is None
@@ -216,3 +216,94 @@ def test_a_full_disk_is_the_callers_error_and_the_file_is_closed(small_disk: Pat
     asyncio.run(main())
     with pytest.raises(OSError):
         os.fstat(fd)  # closed
+
+
+# ----- reads -------------------------------------------------------------------------------------------
+
+
+def read_all(fd: int, size: int) -> bytes:
+    async def main() -> bytes:
+        with ThreadPoolExecutor(2) as pool:
+            return b"".join([chunk async for chunk in read_host_file(fd, size, pool)])
+
+    return asyncio.run(main())
+
+
+def test_a_regular_file_of_the_size_seen_opens_and_reads_exactly_that_size(tmp_path: Path) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    (tmp_path / "f").write_bytes(data)
+    fd = open_regular_file(ME, str(tmp_path / "f"), len(data))
+    assert fd is not None
+    assert read_all(fd, len(data)) == data
+    with pytest.raises(OSError):
+        os.fstat(fd)  # closed once read
+
+
+def test_reads_refuse_another_size_a_folder_a_fifo_and_symlinks(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"12345")
+    (tmp_path / "d").mkdir()
+    os.mkfifo(tmp_path / "p")
+    (tmp_path / "l").symlink_to(tmp_path / "f")
+    (tmp_path / "dl").symlink_to(tmp_path / "d")
+    (tmp_path / "d" / "g").write_bytes(b"12345")
+    assert open_regular_file(ME, str(tmp_path / "f"), 4) is None
+    assert open_regular_file(ME, str(tmp_path / "d"), (tmp_path / "d").stat().st_size) is None
+    assert open_regular_file(ME, str(tmp_path / "p"), 0) is None
+    assert open_regular_file(ME, str(tmp_path / "l"), 5) is None
+    assert open_regular_file(ME, str(tmp_path / "dl" / "g"), 5) is None
+    assert open_regular_file(ME, f"{tmp_path}/d/../f", 5) is None
+
+
+def test_a_file_that_shrinks_while_read_is_an_error_and_one_that_grows_gives_the_size_seen(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 100)
+    fd = open_regular_file(ME, str(path), 100)
+    assert fd is not None
+    path.write_bytes(b"y" * 10)  # truncated and rewritten under the reader
+    with pytest.raises(BackendError, match="shrank"):
+        read_all(fd, 100)
+    path.write_bytes(b"z" * 100)
+    fd = open_regular_file(ME, str(path), 100)
+    assert fd is not None
+    with path.open("ab") as more:
+        more.write(b"!" * 50)
+    assert read_all(fd, 100) == b"z" * 100
+
+
+def test_a_reader_dropped_midway_closes_its_file(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(os.urandom(5 * 1024 * 1024))
+    fd = open_regular_file(ME, str(tmp_path / "f"), 5 * 1024 * 1024)
+    assert fd is not None
+
+    async def main() -> None:
+        with ThreadPoolExecutor(2) as pool:
+            reader = read_host_file(fd, 5 * 1024 * 1024, pool)
+            assert len(await anext(reader)) == 1024 * 1024
+            await reader.aclose()  # the client went away; a read may still be under way on its thread
+        # the pool's shutdown waited for that read: its callback has run by the time the loop turns
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    with pytest.raises(OSError):
+        os.fstat(fd)
+
+
+def test_the_driver_reads_the_containers_file_from_this_host_or_through_the_engine(container: str) -> None:
+    script = "mkdir -p /home/user/down/real && head -c 3145733 /dev/urandom > /home/user/down/real/f.bin"
+    in_box(container, "sh", "-c", script)
+    in_box(container, "ln", "-sfn", "real", "/home/user/down/link")
+    expected = in_box(container, "sha256sum", "/home/user/down/real/f.bin").split()[0]
+
+    async def main() -> None:
+        driver = DockerDriver(threads=4)
+        try:
+            for path in ("/home/user/down/real/f.bin", "/home/user/down/link/f.bin"):  # the second: engine's way
+                data = b"".join([chunk async for chunk in driver.read_file(container, path, 3145733)])
+                assert hashlib.sha256(data).hexdigest() == expected, path
+            with pytest.raises(BackendError):
+                async for _ in driver.read_file(container, "/home/user/down/real/f.bin", 3145734):
+                    pass
+        finally:
+            driver.close()
+
+    asyncio.run(main())

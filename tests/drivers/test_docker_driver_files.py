@@ -1,7 +1,8 @@
-"""The driver's large-file paths against the real engine: the one over the engine's socket from the event
-loop (app/drivers/docker_archive.py) and docker-py's on a thread, which engines the first cannot speak to
-(TLS, ssh) get. The API tests only reach the first here (this engine is a unix socket), so the second is
-driven here by turning the first off."""
+"""The driver's large-file paths through the engine against the real engine: the one over the engine's socket
+from the event loop (app/drivers/docker_archive.py) and docker-py's on a thread, which engines the first
+cannot speak to (TLS, ssh) get. Host file access (test_container_root.py) is off here: it would take these
+transfers past the engine. The API tests reach only the first engine way, so the second is driven here by
+turning the first off."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def container() -> Iterator[str]:
 
 
 async def _round_trip(container_id: str, direct: bool, name: str, data: bytes) -> tuple[bytes, str]:
-    driver = DockerDriver(threads=4)
+    driver = DockerDriver(threads=4, host_file_access=False)
     try:
         if not direct:
             driver._engine = None  # as for a TLS or ssh engine: docker-py on a thread
@@ -59,7 +60,7 @@ def test_a_file_goes_in_and_comes_out_whole_with_its_owner_and_mode(container: s
 def test_a_file_that_changed_size_is_refused_on_the_way_out(container: str, direct: bool) -> None:
     async def main() -> None:
         data = b"x" * 2048
-        driver = DockerDriver(threads=4)
+        driver = DockerDriver(threads=4, host_file_access=False)
         try:
             if not direct:
                 driver._engine = None
