@@ -25,6 +25,7 @@ from concurrent.futures import Executor
 from typing import Any
 
 from app.domain.errors import BackendError
+from app.drivers.buffers import advance, views_of
 
 # Reads are this size (the answer's pieces), one under way while the last one is sent.
 READ_BYTES = 1024 * 1024
@@ -97,15 +98,9 @@ def open_regular_file(pid: int, path: str, size: int) -> int | None:
 
 
 def _write_all(fd: int, buffers: list[Any]) -> None:
-    views = [memoryview(buffer) for buffer in buffers]
+    views = views_of(buffers)
     while views:
-        written = os.writev(fd, views)
-        while written:
-            if written >= len(views[0]):
-                written -= len(views.pop(0))
-            else:
-                views[0] = views[0][written:]
-                written = 0
+        advance(views, os.writev(fd, views))
 
 
 class HostFileWriter:

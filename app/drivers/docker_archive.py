@@ -28,6 +28,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from docker.transport import UnixHTTPAdapter
 
 from app.domain.errors import BackendError, ContainerGone
+from app.drivers.buffers import advance, views_of
 
 # No single socket operation waits longer than docker-py's timeout in the driver.
 ENGINE_IO_TIMEOUT_SECONDS = 120.0
@@ -326,7 +327,7 @@ async def read_archive_file(
 async def _send_all(sock: socket.socket, buffers: list[Any]) -> None:
     """Write every buffer, in order, with as few sendmsg calls as the socket allows; no copies."""
     loop = asyncio.get_running_loop()
-    views = [memoryview(buffer) for buffer in buffers if len(buffer)]
+    views = views_of(buffers)
     async with asyncio.timeout(ENGINE_IO_TIMEOUT_SECONDS):
         while views:
             try:
@@ -334,12 +335,7 @@ async def _send_all(sock: socket.socket, buffers: list[Any]) -> None:
             except (BlockingIOError, InterruptedError):
                 await _writable(loop, sock)
                 continue
-            while sent:
-                if sent >= len(views[0]):
-                    sent -= len(views.pop(0))
-                else:
-                    views[0] = views[0][sent:]
-                    sent = 0
+            advance(views, sent)
 
 
 async def _writable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:

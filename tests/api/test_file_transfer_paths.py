@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import API_KEY, ServerProcess, wait_for
+from tests.conftest import API_KEY, ServerProcess
 
 HOME = "/home/user"
 BOUNDARY = "transfer-paths-boundary-5e1"
@@ -46,15 +46,8 @@ def shared_http(way_server: ServerProcess) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="module")
-def devbox_id(shared_http: httpx.Client) -> Iterator[str]:
-    response = shared_http.post("/v1/devboxes", json={"name": "file-transfer-paths"})
-    assert response.status_code == 200, response.text
-    devbox_id: str = response.json()["id"]
-    try:
-        assert wait_for(shared_http, devbox_id, ["running", "failure", "shutdown"])["status"] == "running"
-        yield devbox_id
-    finally:
-        shared_http.post(f"/v1/devboxes/{devbox_id}/shutdown")
+def devbox_id(module_devbox: str) -> str:
+    return module_devbox  # made through this module's shared_http: on the way's server
 
 
 def unique() -> str:

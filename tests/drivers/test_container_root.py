@@ -307,3 +307,19 @@ def test_the_driver_reads_the_containers_file_from_this_host_or_through_the_engi
             driver.close()
 
     asyncio.run(main())
+
+
+def test_empty_pieces_are_written_as_nothing(tmp_path: Path) -> None:
+    folder, name, inode = created(tmp_path)
+    fd = open_created_file(ME, folder, name, inode, os.getuid())
+    assert fd is not None
+
+    async def main() -> None:
+        with ThreadPoolExecutor(1) as pool:
+            writer = HostFileWriter(fd, pool)
+            for piece in (b"", b"ab", memoryview(b""), b"c"):
+                await writer.write(piece)
+            await writer.close()
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    assert (tmp_path / name).read_bytes() == b"abc"
