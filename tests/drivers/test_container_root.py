@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import os
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -199,21 +199,30 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def test_a_full_disk_is_the_callers_error_and_the_file_is_closed(small_disk: Path) -> None:
-    folder, name, inode = created(small_disk)
-    fd = open_created_file(ME, folder, name, inode, os.getuid())
+def write_through_host(folder: Path, write: Callable[[HostFileWriter], Awaitable[None]]) -> tuple[Path, int]:
+    """An empty file made in `folder`, opened as an upload opens it, and `write` run on its writer: the
+    file's path and descriptor."""
+    folder_name, name, inode = created(folder)
+    fd = open_created_file(ME, folder_name, name, inode, os.getuid())
     assert fd is not None
 
     async def main() -> None:
         with ThreadPoolExecutor(1) as pool:
-            writer = HostFileWriter(fd, pool)
-            with pytest.raises(BackendError, match="writing the file failed: No space left"):
-                for _ in range(3):
-                    await writer.write(b"x" * (4 * 1024 * 1024))
-                await writer.close()
-            await writer.abort()  # what the caller does next: nothing left to close
+            await asyncio.wait_for(write(HostFileWriter(fd, pool)), 10)
 
     asyncio.run(main())
+    return folder / name, fd
+
+
+def test_a_full_disk_is_the_callers_error_and_the_file_is_closed(small_disk: Path) -> None:
+    async def fill(writer: HostFileWriter) -> None:
+        with pytest.raises(BackendError, match="writing the file failed: No space left"):
+            for _ in range(3):
+                await writer.write(b"x" * (4 * 1024 * 1024))
+            await writer.close()
+        await writer.abort()  # what the caller does next: nothing left to close
+
+    _, fd = write_through_host(small_disk, fill)
     with pytest.raises(OSError):
         os.fstat(fd)  # closed
 
@@ -310,16 +319,10 @@ def test_the_driver_reads_the_containers_file_from_this_host_or_through_the_engi
 
 
 def test_empty_pieces_are_written_as_nothing(tmp_path: Path) -> None:
-    folder, name, inode = created(tmp_path)
-    fd = open_created_file(ME, folder, name, inode, os.getuid())
-    assert fd is not None
+    async def pieces(writer: HostFileWriter) -> None:
+        for piece in (b"", b"ab", memoryview(b""), b"c"):
+            await writer.write(piece)
+        await writer.close()
 
-    async def main() -> None:
-        with ThreadPoolExecutor(1) as pool:
-            writer = HostFileWriter(fd, pool)
-            for piece in (b"", b"ab", memoryview(b""), b"c"):
-                await writer.write(piece)
-            await writer.close()
-
-    asyncio.run(asyncio.wait_for(main(), 10))
-    assert (tmp_path / name).read_bytes() == b"abc"
+    path, _ = write_through_host(tmp_path, pieces)
+    assert path.read_bytes() == b"abc"
